@@ -1,0 +1,6 @@
+"""Test setup: 8 host devices for the multi-device tests, set before jax is imported."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
