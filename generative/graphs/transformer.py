@@ -258,7 +258,8 @@ class GraphTransformer(nn.Module):
     """DiGress graph transformer: input MLPs, `num_layers` layers, output MLPs.
 
     Call with a `DenseGraph` (dense layout) or a `jraph.GraphsTuple` of pairs (sparse layout); the
-    result is the same type with `out_nodes`/`out_edges`/`out_globals` output features. With
+    result is the same type with `out_nodes`/`out_edges`/`out_globals` output features (no global
+    head when out_globals = 0). With
     `symmetric_edges`, edge outputs are averaged with their transpose (undirected graphs). Padded
     nodes and pairs of a DenseGraph come back as zeros.
     """
@@ -315,5 +316,5 @@ class GraphTransformer(nn.Module):
         e = layout.mask_pairs(mlp_out(e, self.out_edges, "out_edges"))
         if self.symmetric_edges:
             e = layout.symmetrise(e)
-        y = mlp_out(y, self.out_globals, "out_globals")
+        y = mlp_out(y, self.out_globals, "out_globals") if self.out_globals else y[..., :0]
         return graph._replace(nodes=x, edges=e, globals=y)

@@ -1,0 +1,167 @@
+"""DiGress discrete diffusion and continuous adjacency diffusion: exact math, short training."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import networkx as nx
+import numpy as np
+import optax
+import pytest
+
+from generative.graphs import digress
+from generative.graphs.transformer import GraphTransformer
+
+TINY = dict(
+    num_layers=1,
+    hidden_nodes=16,
+    hidden_edges=8,
+    hidden_globals=8,
+    num_heads=2,
+    ffn_nodes=16,
+    ffn_edges=16,
+    ffn_globals=16,
+)
+
+
+@pytest.mark.parametrize("transition", ["uniform", "marginal"])
+def test_transitions_stochastic_and_marginal_stationary(transition):
+    diff = digress.make_diffusion(
+        50, transition, [0.2, 0.5, 0.3], [0.7, 0.1, 0.2], num_node_types=3, num_edge_types=3
+    )
+    for t in (1, 10, 49, 50):
+        for m in (diff.node_marginal, diff.edge_marginal):
+            q_t = np.asarray(digress.transition_matrix(diff.alpha(t), m))
+            qbar_t = np.asarray(digress.transition_matrix(diff.alpha_bars[t], m))
+            for q in (q_t, qbar_t):
+                assert np.all(q >= 0)
+                np.testing.assert_allclose(q.sum(1), 1.0, atol=1e-6)
+                np.testing.assert_allclose(np.asarray(m) @ q, m, atol=1e-6)
+    abar = np.asarray(diff.alpha_bars)
+    assert (
+        abar[0] == 1.0 and abar[-1] == pytest.approx(0.0, abs=1e-6) and np.all(np.diff(abar) <= 0)
+    )
+
+
+def _chain_matrices(diff, m, t):
+    """Q_1 .. Q_t and their product, brute force."""
+    qs = [
+        np.asarray(digress.transition_matrix(diff.alpha(s), m), np.float64) for s in range(1, t + 1)
+    ]
+    prod = np.eye(len(m))
+    for q in qs:
+        prod = prod @ q
+    return qs, prod
+
+
+@pytest.mark.parametrize("transition", ["uniform", "marginal"])
+def test_posterior_is_bayes_rule(transition):
+    m = np.array([0.6, 0.3, 0.1])
+    diff = digress.make_diffusion(20, transition, m, m, num_node_types=3, num_edge_types=3)
+    marginal = diff.node_marginal
+    prior_x0 = np.array([0.5, 0.2, 0.3])
+    rng = np.random.default_rng(0)
+    for t in (1, 2, 7, 20):
+        qs, qbar_prev = _chain_matrices(diff, np.asarray(marginal), t - 1)
+        q_t = np.asarray(digress.transition_matrix(diff.alpha(t), marginal), np.float64)
+        np.testing.assert_allclose(
+            qbar_prev @ q_t, digress.transition_matrix(diff.alpha_bars[t], marginal), atol=1e-5
+        )
+        # joint[x0, z_{t-1}, z_t] = p(x0) q(z_{t-1} | x0) q(z_t | z_{t-1})
+        joint = prior_x0[:, None, None] * qbar_prev[:, :, None] * q_t[None, :, :]
+        for z in range(3):
+            z_t = jax.nn.one_hot(z, 3)
+            for x in range(3):
+                bayes = joint[x, :, z] / joint[x, :, z].sum()
+                ours = digress.posterior(diff, z_t, jax.nn.one_hot(x, 3), t, marginal)
+                np.testing.assert_allclose(ours, bayes, atol=1e-5)
+            # with p(x0 | z_t) exact, the marginalised posterior is p(z_{t-1} | z_t)
+            p_x0 = joint[:, :, z].sum(1) / joint[:, :, z].sum()
+            exact = joint[:, :, z].sum(0) / joint[:, :, z].sum()
+            ours = digress.posterior_from_x0_probs(diff, z_t, jnp.asarray(p_x0), t, marginal)
+            np.testing.assert_allclose(ours, exact, atol=1e-5)
+            p_any = rng.dirichlet(np.ones(3))
+            mixed = sum(
+                p_any[x]
+                * np.asarray(digress.posterior(diff, z_t, jax.nn.one_hot(x, 3), t, marginal))
+                for x in range(3)
+            )
+            ours = digress.posterior_from_x0_probs(diff, z_t, jnp.asarray(p_any), t, marginal)
+            np.testing.assert_allclose(ours, mixed, atol=1e-5)
+
+
+def _tiny_setup(num_steps=20):
+    rng = np.random.default_rng(0)
+    graphs = [nx.cycle_graph(int(n)) for n in rng.integers(4, 8, size=8)]
+    n = 8
+    adj = np.zeros((len(graphs), n, n), np.float32)
+    mask = np.zeros((len(graphs), n), bool)
+    for i, g in enumerate(graphs):
+        k = g.number_of_nodes()
+        adj[i, :k, :k] = nx.to_numpy_array(g)
+        mask[i, :k] = True
+    node_m, edge_m = digress.type_marginals(adj, mask)
+    diff = digress.make_diffusion(num_steps, "marginal", node_m, edge_m)
+    x, e = digress.one_hot_graph(jnp.asarray(adj), jnp.asarray(mask))
+    net = digress.DigressNetwork(GraphTransformer(out_nodes=1, out_edges=2, **TINY))
+    t_frac = jnp.zeros(len(graphs))
+    params = net.init(jax.random.key(0), x, e, t_frac, jnp.asarray(mask))
+    counts = digress.node_count_distribution(mask.sum(1), n)
+    return diff, net, params, x, e, jnp.asarray(mask), counts
+
+
+def test_sampled_graphs_symmetric_without_self_loops():
+    diff, net, params, *_, counts = _tiny_setup()
+    node_mask = digress.sample_node_mask(jax.random.key(1), jnp.asarray(counts), 6)
+    logits_fn = functools.partial(net.apply, params)
+    x, e = jax.jit(digress.sample, static_argnums=1)(jax.random.key(2), logits_fn, diff, node_mask)
+    e = np.asarray(e)
+    np.testing.assert_array_equal(e, e.transpose(0, 2, 1, 3))
+    assert np.all(e[:, np.arange(8), np.arange(8)] == 0)
+    pair = np.asarray(node_mask)[:, :, None] & np.asarray(node_mask)[:, None, :]
+    np.testing.assert_array_equal(e.sum(-1), pair & ~np.eye(8, dtype=bool))
+    assert set(np.asarray(node_mask).sum(1)) <= {4, 5, 6, 7}
+
+
+def test_training_lowers_loss_and_vlb():
+    diff, net, params, x, e, mask, counts = _tiny_setup()
+    counts = jnp.asarray(counts)
+    opt = optax.adam(3e-3)
+    state = opt.init(params)
+
+    def loss_fn(p, key):
+        return digress.training_loss(key, functools.partial(net.apply, p), diff, x, e, mask).mean()
+
+    @jax.jit
+    def update(p, s, key):
+        loss, grads = jax.value_and_grad(loss_fn)(p, key)
+        updates, s = opt.update(grads, s, p)
+        return optax.apply_updates(p, updates), s, loss
+
+    @jax.jit
+    def evaluate(p):
+        keys = jax.random.split(jax.random.key(123), 8)
+        loss = jnp.mean(jax.vmap(lambda k: loss_fn(p, k))(keys))
+        vlb = digress.variational_bound(
+            jax.random.key(7), functools.partial(net.apply, p), diff, x, e, mask, counts, 20
+        )
+        return loss, vlb.mean()
+
+    loss0, vlb0 = evaluate(params)
+    for i in range(60):
+        params, state, _ = update(params, state, jax.random.key(i))
+    loss1, vlb1 = evaluate(params)
+    assert np.isfinite(vlb0) and np.isfinite(vlb1)
+    assert loss1 < 0.8 * loss0, (loss0, loss1)
+    assert vlb1 < vlb0 - 1.0, (vlb0, vlb1)
+
+
+def test_digress_bad_input():
+    with pytest.raises(ValueError, match="transition"):
+        digress.make_diffusion(10, "absorbing")
+    with pytest.raises(ValueError, match="node_marginal"):
+        digress.make_diffusion(10, "marginal")
+    with pytest.raises(ValueError, match="num_steps"):
+        digress.cosine_alpha_bars(0)
+    with pytest.raises(ValueError, match="max_nodes"):
+        digress.node_count_distribution([3, 30], 20)
