@@ -214,16 +214,20 @@ def test_sbm_wald_statistic_hand_computed():
 
 
 def test_sbm_validity_accepts_sbm_and_rejects_erdos_renyi():
-    """True samples: the fit recovers the planted blocks and DiGress's test accepts ~96%
-    (measured on 100 samples, docs in validity.py); require >= 25 of 30 here."""
+    """True samples: the fit recovers the planted blocks, so the decision equals the decision with
+    the planted blocks. DiGress's test itself accepts ~88% of true samples (177 of the 200 seed-0
+    data set graphs with planted blocks, 175 with fitted ones; see validity.py): require >= 22 of
+    30, about 3 binomial standard deviations below 0.88 * 30."""
     rng = np.random.default_rng(5)
     samples = [datasets.sbm_graph(rng) for _ in range(30)]
-    recovered = accepted = 0
+    recovered = agree = accepted = 0
     for g in samples:
         planted = np.repeat(np.arange(len(g.graph["blocks"])), g.graph["blocks"])
-        recovered += adjusted_rand_score(planted, validity.fit_sbm(g)) == 1.0
+        fitted = validity.fit_sbm(g)
+        recovered += adjusted_rand_score(planted, fitted) == 1.0
         accepted += validity.is_sbm_valid(g)
-    assert recovered >= 28 and accepted >= 25
+        agree += validity.is_sbm_valid(g) == (validity.sbm_test_p_value(g, planted) > 0.9)
+    assert recovered >= 28 and agree >= 28 and accepted >= 22
     # Erdos-Renyi graphs of the same size and mean degree are rejected.
     for g in samples[:10]:
         n = g.number_of_nodes()
