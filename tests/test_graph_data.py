@@ -134,6 +134,9 @@ def test_bucket_shapes_are_static_across_batches():
     data = _random_graphs(3, count=40, n_range=(5, 20))
     buckets = batching.make_buckets(data, batch_size=4, num_buckets=3)
     assert len(buckets) == 3 and buckets == tuple(sorted(buckets))
+    largest = sorted(data, key=lambda g: -g.number_of_nodes())[:4]
+    assert batching.choose_bucket(largest, buckets) == buckets[-1]  # the worst case fits
+    assert len(batching.make_buckets([nx.cycle_graph(6)] * 9, batch_size=4)) == 1  # merged
     batches = batching.batch_iterator(data, 4, buckets, seed=0)
     shapes = {jax.tree.map(np.shape, next(batches)) for _ in range(30)}
     assert 1 <= len(shapes) <= 3  # only bucket shapes ever occur

@@ -101,35 +101,42 @@ def dense_to_graphs(adj: np.ndarray, node_mask: np.ndarray) -> list[nx.Graph]:
 
 
 def make_buckets(
-    graphs: Sequence[nx.Graph], batch_size: int, num_buckets: int = 3
+    graphs: Sequence[nx.Graph], batch_size: int, num_buckets: int = 3, seed: int = 0
 ) -> tuple[Bucket, ...]:
-    """`num_buckets` static sizes for batches of `batch_size` graphs drawn from `graphs`.
+    """At most `num_buckets` static sizes for batches of `batch_size` graphs drawn from `graphs`.
 
     The largest bucket holds the worst case (the `batch_size` largest node counts and, separately,
-    edge counts of the data set); bucket k of K holds k/K of it, rounded up to a multiple of 8.
-    A batch goes to the smallest bucket it fits, so a training loop compiles at most K times.
+    edge counts of the data set). The smaller ones sit at the k/K quantiles (k < K) of the node and
+    edge totals of 512 random batches, so a typical batch pads little. Sizes are rounded up to
+    multiples of 8; buckets with equal node slots (e.g. when all graphs have the same size) are
+    merged into the one with the most edge slots. A batch goes to the smallest bucket it fits, so
+    a jitted step compiles at most once per bucket.
     """
     _check_graph_list(graphs)
     if batch_size < 1 or num_buckets < 1:
         raise ValueError(
             f"batch_size and num_buckets must be >= 1, got {batch_size}, {num_buckets}"
         )
-    nodes = sorted((g.number_of_nodes() for g in graphs), reverse=True)[:batch_size]
-    edges = sorted((2 * len(_edge_index(g)) for g in graphs), reverse=True)[:batch_size]
-    worst_nodes = sum(nodes) + (batch_size - len(nodes)) * nodes[0]
-    worst_edges = sum(edges) + (batch_size - len(edges)) * edges[0]
+    nodes = np.array([g.number_of_nodes() for g in graphs])
+    edges = np.array([2 * len(_edge_index(g)) for g in graphs])
+    rng = np.random.default_rng(seed)
+    replace = batch_size > len(graphs)
+    draws = np.stack([rng.choice(len(graphs), batch_size, replace=replace) for _ in range(512)])
+    quantiles = np.arange(1, num_buckets) / num_buckets
+    node_sizes = list(np.quantile(nodes[draws].sum(axis=1), quantiles))
+    edge_sizes = list(np.quantile(edges[draws].sum(axis=1), quantiles))
+    top = np.argsort(-nodes, kind="stable")[:batch_size]
+    top_edges = np.argsort(-edges, kind="stable")[:batch_size]
+    node_sizes.append(nodes[top].sum() + (batch_size - len(top)) * nodes.max())
+    edge_sizes.append(edges[top_edges].sum() + (batch_size - len(top_edges)) * edges.max())
 
     def round8(x: float) -> int:
-        return 8 * math.ceil(x / 8)
+        return int(8 * math.ceil(x / 8))
 
-    return tuple(
-        Bucket(
-            n_node=round8(worst_nodes * k / num_buckets + 1),
-            n_edge=round8(worst_edges * k / num_buckets),
-            n_graph=batch_size + 1,
-        )
-        for k in range(1, num_buckets + 1)
-    )
+    edge_slots: dict[int, int] = {}  # node slots -> edge slots; equal node slots are merged
+    for n, e in zip(node_sizes, edge_sizes, strict=True):
+        edge_slots[round8(n + 1)] = max(edge_slots.get(round8(n + 1), 0), round8(e))
+    return tuple(Bucket(n, e, batch_size + 1) for n, e in sorted(edge_slots.items()))
 
 
 def choose_bucket(graphs: Sequence[nx.Graph], buckets: Sequence[Bucket]) -> Bucket:
