@@ -237,8 +237,12 @@ def test_split_sizes_grid_and_spectre_sets():
     assert [len(grid[k]) for k in ("train", "test")] == [80, 20]
     all_sizes = {g.number_of_nodes() for k in ("train", "test") for g in grid[k]}
     assert all_sizes == {i * j for i in range(10, 20) for j in range(10, 20)}
-    planar = datasets.load_dataset("planar")
-    assert [len(planar[k]) for k in ("train", "val", "test")] == [128, 32, 40]
+    for name in ("planar", "sbm", "tree"):
+        splits = datasets.load_dataset(name)
+        assert [len(splits[k]) for k in ("train", "val", "test")] == [128, 32, 40], name
+    lobster = datasets.load_dataset("lobster")
+    assert [len(lobster[k]) for k in ("train", "test")] == [80, 20]
+    assert all(10 <= g.number_of_nodes() <= 100 for g in lobster["train"])
 
 
 def test_cache_returns_identical_graphs(tmp_path):
