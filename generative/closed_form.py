@@ -1,18 +1,18 @@
 """Distributions whose noisy marginals, scores and optimal denoisers are known exactly.
 
-Tests and benchmarks use these as ground truth for samplers and losses; users can use them to check their own
-code.
+Tests and benchmarks use these as ground truth for samplers and losses; users can check their own
+code with them.
 
-``GaussianMixture``: data x0 ~ sum_k pi_k N(mu_k, C_k). Under Gaussian noise x = x0 + sigma n every component
-stays Gaussian, x ~ sum_k pi_k N(mu_k, C_k + sigma^2 I), so with the posterior responsibilities
-w_k(x) ∝ pi_k N(x; mu_k, C_k + sigma^2 I):
+``GaussianMixture``: data x0 ~ sum_k pi_k N(mu_k, C_k). Under Gaussian noise x = x0 + sigma n every
+component stays Gaussian, x ~ sum_k pi_k N(mu_k, C_k + sigma^2 I), so with the posterior
+responsibilities w_k(x) ∝ pi_k N(x; mu_k, C_k + sigma^2 I):
 
   score(x, sigma)   = grad_x log p_sigma(x) = -sum_k w_k (C_k + sigma^2 I)^{-1} (x - mu_k)
-  denoise(x, sigma) = E[x0 | x] = x + sigma^2 score(x, sigma)                      (Tweedie's formula)
+  denoise(x, sigma) = E[x0 | x] = x + sigma^2 score(x, sigma)     (Tweedie)
 
-Each C_k is diagonalised once per call (C_k = U_k diag(lam_k) U_k^T), so per-example sigmas cost no extra
-factorisations. Under a process with x_t = s(t) (x0 + sigma(t) n) the marginal at time t is again a mixture,
-with means s mu_k and covariances s^2 C_k + (s sigma)^2 I: see ``GaussianMixture.marginal``.
+Each C_k is diagonalised once per call (C_k = U_k diag(lam_k) U_k^T), so per-example sigmas cost no
+extra factorisations. Under a process with x_t = s(t) (x0 + sigma(t) n) the marginal at time t is
+again a mixture, with means s mu_k and covariances s^2 C_k + (s sigma)^2 I (``.marginal``).
 
 ``pfgmpp_point_denoiser``: the exact optimal denoiser of a finite point set under the PFGM++ kernel
 p_r(x | y) ∝ (|x - y|^2 + r^2)^(-(N + D)/2), r = sigma sqrt(D) (Xu et al. 2023, "PFGM++").
@@ -30,14 +30,15 @@ import jax.numpy as jnp
 
 
 def _per_example(sigma, batch_shape) -> jax.Array:
-    """Broadcast a scalar or [B] sigma to ``batch_shape`` (the leading axes of x, event axis excluded)."""
+    """Broadcast a scalar or [B] sigma to ``batch_shape`` (the leading axes of x)."""
     sigma = jnp.asarray(sigma)
     if sigma.ndim == 0:
         return jnp.broadcast_to(sigma, batch_shape)
     if sigma.ndim == 1 and len(batch_shape) >= 1 and sigma.shape[0] == batch_shape[0]:
         return jnp.broadcast_to(sigma.reshape((-1,) + (1,) * (len(batch_shape) - 1)), batch_shape)
     raise ValueError(
-        f"sigma must be a scalar or have shape [B] = {tuple(batch_shape[:1])}, got shape {sigma.shape}"
+        f"sigma must be a scalar or have shape [B] = {tuple(batch_shape[:1])}, "
+        f"got shape {sigma.shape}"
     )
 
 
@@ -51,7 +52,8 @@ class GaussianMixture:
     Attributes:
       weights: [K] positive component weights.
       means: [K, N] component means.
-      covs: [K, N, N] symmetric positive semi-definite covariances (definite where sigma = 0 is used).
+      covs: [K, N, N] symmetric positive semi-definite covariances
+        (positive definite where sigma = 0 is used).
     """
 
     weights: jax.Array
@@ -89,7 +91,7 @@ class GaussianMixture:
         return self.means[k] + jnp.einsum("bij,bj->bi", root[k], z)
 
     def _posterior_terms(self, x, sigma):
-        """Per-component log N(x; mu_k, C_k + sigma^2 I) [..., K] and (C_k + sigma^2 I)^{-1}(x - mu_k)."""
+        """log N(x; mu_k, C_k + sigma^2 I) [..., K] and (C_k + sigma^2 I)^{-1} (x - mu_k)."""
         chex.assert_shape(x, (..., self.dim))
         var = _per_example(sigma, x.shape[:-1]) ** 2
         lam, u = jnp.linalg.eigh(self.covs)  # [K, N], [K, N, N]
@@ -121,14 +123,15 @@ class GaussianMixture:
         return x + var * self.score(x, sigma)
 
     def marginal(self, process, t) -> "GaussianMixture":
-        """The mixture of x_t = s(t) x0 + s(t) sigma(t) n in the process's own coordinates (scalar t).
+        """The mixture of x_t = s(t) x0 + s(t) sigma(t) n in process coordinates (scalar t).
 
-        Valid for the Gaussian-kernel processes (VP, sub-VP, VE, EDM, Flow, PFGM++ with D = inf); its
-        ``log_prob(x)`` and ``score(x)`` (sigma = 0) are the process's log-density and score at time t.
+        Valid for the Gaussian-kernel processes (VP, sub-VP, VE, EDM, Flow, PFGM++ with D = inf);
+        its ``log_prob(x)`` and ``score(x)`` (sigma = 0) are the process's log-density and score
+        at time t.
         """
         if not process.gaussian:
             raise ValueError(
-                f"process must have a Gaussian perturbation kernel for a Gaussian-mixture marginal, "
+                f"process must have a Gaussian perturbation kernel for a mixture marginal, "
                 f"got {process!r}"
             )
         chex.assert_rank(t, 0)
@@ -138,11 +141,11 @@ class GaussianMixture:
 
 
 def pfgmpp_point_denoiser(points: jax.Array, D: float):
-    """The exact optimal denoiser of the empirical distribution on ``points`` under the PFGM++ kernel.
+    """The exact optimal denoiser of the point set ``points`` under the PFGM++ kernel.
 
     For data uniform on points y_1..y_M in N = prod(points.shape[1:]) dimensions and the kernel
-    p_r(x | y) ∝ (|x - y|^2 + r^2)^(-(N + D)/2) with r = sigma sqrt(D) (Xu et al. 2023), the minimiser of
-    E|D(x, sigma) - y|^2 is the posterior mean
+    p_r(x | y) ∝ (|x - y|^2 + r^2)^(-(N + D)/2) with r = sigma sqrt(D) (Xu et al. 2023), the
+    minimiser of E|D(x, sigma) - y|^2 is the posterior mean
 
       D(x, sigma) = sum_i w_i y_i,  w_i = softmax_i( -(N + D)/2 log1p(|x - y_i|^2 / (D sigma^2)) ).
 

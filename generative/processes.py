@@ -1,21 +1,21 @@
 """Noise processes in one form: x_t = s(t) (x0 + sigma(t) n).
 
-Every process is a small frozen dataclass registered as a pytree (so it can be passed through ``jax.jit``)
-and gives the same methods, so code elsewhere never dispatches on the process type:
+Every process is a small frozen dataclass registered as a pytree (so it can be passed through
+``jax.jit``) and gives the same methods, so code elsewhere never dispatches on the process type:
 
   sigma(t), sigma_inv(sigma), scale(t) = s(t), marginal_std(t) = s(t) sigma(t),
   t_min, t_max (sampling time range), sigma_max, gaussian (is the perturbation kernel Gaussian),
-  perturb(key, x0, sigma) -> x0 + noise drawn exactly from the kernel at level sigma (unscaled coordinates),
+  perturb(key, x0, sigma) -> x0 + noise drawn exactly from the kernel at level sigma (unscaled),
   prior_sample(key, shape) -> a draw at t_max in process coordinates (the data part neglected),
   and for the SDEs (VP, SubVP, VE, EDM): drift(x, t) = f(t) x and diffusion(t) = g(t) of
-  dx = f(t) x dt + g(t) dw, with d/dt Var = 2 f Var + g^2 for the marginal variance Var = marginal_std^2.
+  dx = f(t) x dt + g(t) dw, with d/dt Var = 2 f Var + g^2 for Var = marginal_std^2.
 
-Arrays carry the batch on axis 0 (one example is x0[i], with N = prod(x0.shape[1:]) dimensions); a sigma or
-t is a scalar or one value per example, shape [B].
+Arrays carry the batch on axis 0 (one example is x0[i], with N = prod(x0.shape[1:]) dimensions); a
+sigma or t is a scalar or one value per example, shape [B].
 
 References:
   Song et al. 2021, "Score-Based Generative Modeling through SDEs" (VP, sub-VP, VE).
-  Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM, Table 1).
+  Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM).
   Xu et al. 2023, "PFGM++: Unlocking the Potential of Physics-Inspired Generative Models".
   Liu et al. 2023 (rectified flow); Lipman et al. 2023 (flow matching).
 """
@@ -38,7 +38,8 @@ def per_example(value, x: jax.Array) -> jax.Array:
     if value.ndim == 1 and x.ndim >= 1 and value.shape[0] == x.shape[0]:
         return value.reshape((-1,) + (1,) * (x.ndim - 1))
     raise ValueError(
-        f"sigma / t must be a scalar or have shape [B] = {x.shape[:1]} (batch of x), got {value.shape}"
+        f"sigma / t must be a scalar or have shape [B] = {x.shape[:1]} (batch of x), "
+        f"got {value.shape}"
     )
 
 
@@ -93,7 +94,7 @@ class _GaussianKernel:
 
 
 class _VPFamily(_GaussianKernel):
-    """The linear-beta schedule shared by VP and sub-VP: beta(t) = beta_min + t (beta_max - beta_min)."""
+    """The linear schedule of VP and sub-VP: beta(t) = beta_min + t (beta_max - beta_min)."""
 
     @property
     def beta_d(self):
@@ -276,13 +277,14 @@ class EDM(_EDMTime, _GaussianKernel):
 class PFGMpp(_EDMTime):
     """PFGM++ with D augmentation dimensions (Xu et al. 2023), in EDM's time sigma(t) = t, s = 1.
 
-    The perturbation kernel on N-dimensional data is p_r(x | y) ∝ (|x - y|^2 + r^2)^(-(N + D)/2) with
-    r = sigma sqrt(D). Its exact draw is a multivariate Student-t with D degrees of freedom and scale sigma:
+    The perturbation kernel on N-dimensional data is p_r(x | y) ∝ (|x - y|^2 + r^2)^(-(N + D)/2)
+    with r = sigma sqrt(D). Its exact draw is a multivariate Student-t with D degrees of freedom and
+    scale sigma:
 
       x - y = sigma z / sqrt(chi2_D / D),  z ~ N(0, I_N),  chi2_D = 2 Gamma(D/2) (one per example),
 
-    so |x - y|^2 / r^2 = chi2_N / chi2_D ~ BetaPrime(N/2, D/2) and E|x - y|^2 = N sigma^2 D / (D - 2).
-    D = inf is EDM's Gaussian kernel. D is static (a Python float), the other fields are pytree leaves.
+    so |x - y|^2 / r^2 = chi2_N / chi2_D ~ BetaPrime(N/2, D/2), E|x - y|^2 = N sigma^2 D / (D - 2).
+    D = inf is EDM's Gaussian kernel. D is static (a Python float); the other fields are leaves.
     """
 
     D: float = 128.0
@@ -313,7 +315,7 @@ class PFGMpp(_EDMTime):
         z = jax.random.normal(key_z, x0.shape, x0.dtype)
         if self.gaussian:
             return x0 + per_example(sigma, x0) * z
-        # log(chi2_D / D) = log Gamma(D/2) + log(2/D), drawn in log space so small D cannot underflow.
+        # log(chi2_D / D) = log Gamma(D/2) + log(2/D), drawn in log space: small D cannot underflow.
         log_gamma = jax.random.loggamma(key_chi2, 0.5 * self.D, (x0.shape[0],), x0.dtype)
         inv_scale = jnp.exp(-0.5 * (log_gamma + math.log(2.0 / self.D)))
         return x0 + per_example(sigma, x0) * per_example(inv_scale, x0) * z
@@ -325,11 +327,11 @@ class PFGMpp(_EDMTime):
 
 @_pytree
 class Flow(_GaussianKernel):
-    """Rectified flow / linear interpolant x_t = (1 - t) x0 + t n (Liu et al. 2023; Lipman et al. 2023).
+    """Rectified flow / linear interpolant x_t = (1 - t) x0 + t n (Liu et al.; Lipman et al. 2023).
 
-    In EDM form s = 1 - t, sigma = t / (1 - t), t = sigma / (1 + sigma); marginal_std = t. The sampling
-    range is [sigma_inv(sigma_min), sigma_inv(sigma_max)]; sigma_max = inf gives t_max = 1 and the exact
-    prior N(0, I). Defaults match EDM's noise range so the same sigma grids apply.
+    In EDM form s = 1 - t, sigma = t / (1 - t), t = sigma / (1 + sigma); marginal_std = t. The
+    sampling range is [sigma_inv(sigma_min), sigma_inv(sigma_max)]; sigma_max = inf gives t_max = 1
+    and the exact prior N(0, I). Defaults match EDM's noise range so the same sigma grids apply.
     """
 
     sigma_min: float = 0.002
@@ -366,8 +368,8 @@ def score_from_denoiser(process, denoise: Callable[..., jax.Array]) -> Callable[
 
       score(x, t) = (s D(x / s, sigma) - x) / (s sigma)^2,  s = s(t), sigma = sigma(t).
 
-    For PFGM++ with finite D this is the Gaussian-kernel formula applied to its denoiser, which is what
-    EDM's samplers integrate there (PFGM++ sec. 4); it is not the score of the heavy-tailed marginal.
+    For PFGM++ with finite D this is the Gaussian-kernel formula applied to its denoiser, which is
+    what EDM's samplers integrate there (PFGM++ sec. 4), not the score of the heavy-tailed marginal.
     """
 
     def score(x: jax.Array, t, **cond) -> jax.Array:

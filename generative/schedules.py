@@ -1,11 +1,11 @@
 """Noise-level schedules for samplers.
 
-Every schedule returns a strictly descending 1-D array ``[sigma_0, ..., sigma_{n-1}, 0]`` of ``n + 1``
-entries in EDM's unscaled coordinates (``x = x0 + sigma n``): ``n`` noise levels followed by an exact 0,
-so a sampler with ``n`` steps ends at the data.
+Every schedule returns a strictly descending 1-D array ``[sigma_0, ..., sigma_{n-1}, 0]`` of
+``n + 1`` entries in EDM's unscaled coordinates (``x = x0 + sigma n``): ``n`` noise levels followed
+by an exact 0, so a sampler with ``n`` steps ends at the data.
 
 References:
-  Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM), eq. 5.
+  Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models", eq. 5.
   Crowson, k-diffusion ``sampling.py`` (exponential, polyexponential and VP schedules).
   Song et al. 2021, "Score-Based Generative Modeling through SDEs" (VP SDE).
 """
@@ -88,9 +88,9 @@ def vp_sigmas(
 
 
 def check_sigmas(sigmas) -> None:
-    """Raise ValueError unless ``sigmas`` is 1-D, has >= 2 entries, is strictly descending and ends in 0.
+    """Raise ValueError unless ``sigmas`` is 1-D, >= 2 long, strictly descending and ends in 0.
 
-    The shape is always checked; the values only when they are concrete (outside jit, or closed over).
+    The shape is always checked; the values only when concrete (outside jit, or closed over).
     """
     shape = jnp.shape(sigmas)
     if len(shape) != 1 or shape[0] < 2:

@@ -1,4 +1,4 @@
-"""Closed-form Gaussian mixtures and the PFGM++ point-set denoiser, checked by identities and Monte Carlo."""
+"""Closed-form Gaussian mixtures and the PFGM++ point denoiser: identities and Monte Carlo."""
 
 import math
 
