@@ -165,3 +165,72 @@ def test_digress_bad_input():
         digress.cosine_alpha_bars(0)
     with pytest.raises(ValueError, match="max_nodes"):
         digress.node_count_distribution([3, 30], 20)
+
+
+# ------------------------------------------------------------------------------ conditioning
+
+
+def test_condition_vectors_dropout_and_guidance():
+    from generative.graphs import conditioning
+
+    cond = conditioning.condition_vector(
+        [0, 2], [3.0, 5.0], [0.1, 0.4], num_domains=3, degree_scale=10.0
+    )
+    np.testing.assert_allclose(cond, [[1, 0, 0, 0.3, 0.1, 1], [0, 0, 1, 0.5, 0.4, 1]], atol=1e-6)
+    dropped = conditioning.drop_conditions(jax.random.key(0), jnp.ones((4000, 6)), 0.25)
+    frac = float(jnp.mean(dropped[:, -1] == 0))
+    assert abs(frac - 0.25) < 4 * np.sqrt(0.25 * 0.75 / 4000)  # 4 standard errors
+    assert set(np.unique(np.asarray(dropped))) <= {0.0, 1.0}
+
+    def logits_fn(x, e, t, mask, c):  # conditional logits depend on the condition's first entry
+        return x + c[:, None, :1], e + c[:, None, None, :1]
+
+    x, e = jnp.zeros((2, 3, 2)).at[..., 0].set(1.0), jnp.zeros((2, 3, 3, 2))
+    t, mask = jnp.zeros(2), jnp.ones((2, 3), bool)
+    for w in (0.0, 2.0):
+        gx, ge = conditioning.guided_logits(logits_fn, cond, w)(x, e, t, mask)
+        cx, ux = jax.nn.log_softmax(logits_fn(x, e, t, mask, cond)[0]), jax.nn.log_softmax(x)
+        expected = cx if w == 0 else (1 + w) * cx - w * ux
+        np.testing.assert_allclose(jax.nn.log_softmax(gx), jax.nn.log_softmax(expected), atol=1e-5)
+    with pytest.raises(ValueError, match="drop_prob"):
+        conditioning.drop_conditions(jax.random.key(0), cond, 1.0)
+
+
+def test_requested_vs_achieved_statistics():
+    from generative.graphs import conditioning
+
+    graphs = [nx.complete_graph(4), nx.cycle_graph(6)]  # degrees 3 and 2; clustering 1 and 0
+    stats = conditioning.graph_statistics(graphs)
+    np.testing.assert_allclose(stats["average_degree"], [3.0, 2.0])
+    np.testing.assert_allclose(stats["clustering"], [1.0, 0.0])
+    report = conditioning.requested_vs_achieved(
+        {"average_degree": [2.0, 2.0], "clustering": [1, 0]}, graphs
+    )
+    assert report["average_degree_mae"] == pytest.approx(0.5)
+    assert report["clustering_mae"] == pytest.approx(0.0)
+
+
+# -------------------------------------------------------------------------- the experiment
+
+
+def test_experiment_config_errors():
+    from generative.graphs import experiment
+
+    config = experiment.default_config()
+    experiment.check_config(config)
+    bad = config.copy_and_resolve_references()
+    bad.method = "gan"
+    with pytest.raises(ValueError, match="config.method"):
+        experiment.check_config(bad)
+    bad = config.copy_and_resolve_references()
+    bad.data.name = "zinc"
+    with pytest.raises(ValueError, match="zinc"):
+        experiment.check_config(bad)
+    bad = config.copy_and_resolve_references()
+    del bad.eval["kernel"]
+    with pytest.raises(ValueError, match="config.eval.kernel is missing"):
+        experiment.check_config(bad)
+    bad = config.copy_and_resolve_references()
+    bad.condition.enabled = True
+    with pytest.raises(ValueError, match="mixture"):
+        experiment.check_config(bad)
