@@ -627,10 +627,10 @@ ad.primitive_transposes[_tangent_p] = _tangent_transpose
 
 def _tangent_batch(args, dims, *, cfg):
     """vmap: fold the mapped axis into the batch axis of every operand."""
-    size = next(x.shape[d] for x, d in zip(args, dims) if d is not batching.not_mapped)
+    size = next(x.shape[d] for x, d in zip(args, dims) if d is not None)
     merged = []
     for x, d in zip(args, dims):
-        if d is batching.not_mapped:
+        if d is None:  # operand not mapped
             x = jnp.broadcast_to(x, (size, *x.shape))
         else:
             x = jnp.moveaxis(x, d, 0)
