@@ -1,0 +1,221 @@
+"""Training losses as pure functions of a denoiser: loss(denoise, key, x0, **cond) -> [B].
+
+Every loss draws a noise level per example, perturbs x0 exactly under its process, and weights the
+denoising error |D(x, sigma) - x0|^2, averaged (``reduce='mean'``) or summed over each example's
+elements; the caller averages over the batch. Models are denoisers in EDM's convention; see
+``generative.preconditioning`` for turning a raw network (also a velocity field) into one.
+
+  edm            ln sigma ~ N(p_mean, p_std^2), x = x0 + sigma n,
+                 lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2        (Karras et al. 2022, eq. 8)
+  pfgmpp         the same with PFGM++'s perturbation at r = sigma sqrt(D)     (Xu et al. 2023)
+  dsm            t ~ U(eps, t_max), w(t) |score + n / std|^2                  (Song et al. 2021)
+  flow_matching  t ~ U(0, 1) or logit-normal, |v_hat - (n - x0)|^2       (Lipman et al. 2023)
+
+Denoising score matching in denoiser form: with x_t = s (x0 + sigma n), std = s sigma and the
+score (s D - x_t) / std^2 (``processes.score_from_denoiser``), score + n / std equals
+(D - x0) / (s sigma^2), so
+
+  w(t) |score + n/std|^2 = w(t) |D - x0|^2 / (s^2 sigma^4),
+  w = std^2 (score_sde's weighting)  ->  |D - x0|^2 / sigma^2,
+  w = g(t)^2 (likelihood weighting, Song et al. 2021b)  ->  g^2 |D - x0|^2 / (s^2 sigma^4).
+
+Flow matching in denoiser form: x_t = (1 - t) x0 + t n = x / (1 + sigma) with sigma = t / (1 - t),
+and v_hat = (x_t - D) / t, so |v_hat - (n - x0)|^2 = |D - x0|^2 / t^2; with
+``precondition(v, 'flow')`` this is exactly the velocity regression of the raw network v.
+"""
+
+import functools
+import inspect
+from collections.abc import Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from generative.processes import EDM, PFGMpp, get_process, per_example
+
+Denoiser = Callable[..., jax.Array]
+
+
+def _reduce(squared_error: jax.Array, reduce: str) -> jax.Array:
+    """Per-example mean or sum over all but the batch axis."""
+    axes = tuple(range(1, squared_error.ndim))
+    if reduce == "mean":
+        return jnp.mean(squared_error, axis=axes)
+    if reduce == "sum":
+        return jnp.sum(squared_error, axis=axes)
+    raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+
+
+def _check_batch(x0: jax.Array) -> None:
+    if x0.ndim < 2:
+        raise ValueError(f"x0 must have shape [B, ...] with at least one data axis, got {x0.shape}")
+
+
+def _lognormal_denoising_loss(denoise, key, x0, process, p_mean, p_std, sigma_data, reduce, cond):
+    _check_batch(x0)
+    key_sigma, key_noise = jax.random.split(key)
+    sigma = jnp.exp(p_mean + p_std * jax.random.normal(key_sigma, x0.shape[:1], x0.dtype))
+    x = process.perturb(key_noise, x0, sigma)
+    weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    denoised = denoise(x, sigma, **cond)
+    chex.assert_equal_shape([denoised, x0])
+    return weight * _reduce((denoised - x0) ** 2, reduce)
+
+
+def edm_loss(
+    denoise: Denoiser,
+    key: jax.Array,
+    x0: jax.Array,
+    *,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float = 0.5,
+    reduce: str = "mean",
+    **cond,
+) -> jax.Array:
+    """EDM's loss lambda(sigma) |D(x0 + sigma n, sigma) - x0|^2, ln sigma ~ N(p_mean, p_std^2).
+
+    With EDM preconditioning lambda c_out^2 = 1, so this is the unit-weighted regression of the raw
+    network onto its effective target (x0 - c_skip x) / c_out.
+    """
+    return _lognormal_denoising_loss(
+        denoise, key, x0, EDM(), p_mean, p_std, sigma_data, reduce, cond
+    )
+
+
+def pfgmpp_loss(
+    denoise: Denoiser,
+    key: jax.Array,
+    x0: jax.Array,
+    *,
+    D: float,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float = 0.5,
+    reduce: str = "mean",
+    **cond,
+) -> jax.Array:
+    """PFGM++'s loss: EDM's, with x drawn from the kernel ∝ (|x - x0|^2 + r^2)^(-(N+D)/2) at
+    r = sigma sqrt(D) (Xu et al. 2023, their EDM-aligned training). D = inf is ``edm_loss``."""
+    return _lognormal_denoising_loss(
+        denoise, key, x0, PFGMpp(D=D), p_mean, p_std, sigma_data, reduce, cond
+    )
+
+
+DSM_WEIGHTINGS = ("score_sde", "likelihood")
+
+
+def dsm_loss(
+    denoise: Denoiser,
+    key: jax.Array,
+    x0: jax.Array,
+    *,
+    process,
+    weighting: str = "score_sde",
+    eps: float = 1e-5,
+    reduce: str = "mean",
+    **cond,
+) -> jax.Array:
+    """Continuous-time denoising score matching (Song et al. 2021) on an SDE process.
+
+    t ~ U(eps, t_max); the loss is w(t) |score(x_t, t) + n / std(t)|^2 written through the denoiser
+    (module docstring), w = std^2 for ``weighting='score_sde'``, w = g^2 for ``'likelihood'``.
+    score_sde trains with eps = 1e-5 and sums over elements (``reduce='sum'`` gives its numbers).
+    """
+    if weighting not in DSM_WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {DSM_WEIGHTINGS}, got {weighting!r}")
+    _check_batch(x0)
+    key_t, key_noise = jax.random.split(key)
+    t = jax.random.uniform(key_t, x0.shape[:1], x0.dtype, minval=eps, maxval=process.t_max)
+    sigma = process.sigma(t)
+    x = process.perturb(key_noise, x0, sigma)
+    denoised = denoise(x, sigma, **cond)
+    chex.assert_equal_shape([denoised, x0])
+    if weighting == "score_sde":
+        weight = 1 / sigma**2
+    else:
+        weight = process.diffusion(t) ** 2 / (process.scale(t) ** 2 * sigma**4)
+    return weight * _reduce((denoised - x0) ** 2, reduce)
+
+
+T_SAMPLINGS = ("uniform", "logit_normal")
+
+
+def flow_matching_loss(
+    denoise: Denoiser,
+    key: jax.Array,
+    x0: jax.Array,
+    *,
+    t_sampling: str = "uniform",
+    logit_mean: float = 0.0,
+    logit_std: float = 1.0,
+    eps: float = 1e-5,
+    reduce: str = "mean",
+    **cond,
+) -> jax.Array:
+    """Conditional flow matching |v_hat(x_t, t) - (n - x0)|^2 for x_t = (1 - t) x0 + t n.
+
+    t ~ U(0, 1) or, with ``t_sampling='logit_normal'``, sigmoid(N(logit_mean, logit_std^2))
+    (Esser et al. 2024), clipped to [eps, 1 - eps]. Written through the denoiser at
+    sigma = t / (1 - t) as |D - x0|^2 / t^2 (module docstring).
+    """
+    if t_sampling not in T_SAMPLINGS:
+        raise ValueError(f"t_sampling must be one of {T_SAMPLINGS}, got {t_sampling!r}")
+    _check_batch(x0)
+    key_t, key_noise = jax.random.split(key)
+    if t_sampling == "uniform":
+        t = jax.random.uniform(key_t, x0.shape[:1], x0.dtype)
+    else:
+        t = jax.nn.sigmoid(
+            logit_mean + logit_std * jax.random.normal(key_t, x0.shape[:1], x0.dtype)
+        )
+    t = jnp.clip(t, eps, 1 - eps)
+    sigma = t / (1 - t)
+    x = x0 + per_example(sigma, x0) * jax.random.normal(key_noise, x0.shape, x0.dtype)
+    denoised = denoise(x, sigma, **cond)
+    chex.assert_equal_shape([denoised, x0])
+    return _reduce((denoised - x0) ** 2, reduce) / t**2
+
+
+_LOSSES = {
+    "edm": (edm_loss, ()),
+    "pfgmpp": (pfgmpp_loss, ("D",)),
+    "dsm": (dsm_loss, ("process",)),
+    "flow_matching": (flow_matching_loss, ()),
+}
+
+
+def make_loss(config) -> Callable[..., jax.Array]:
+    """Build loss(denoise, key, x0, **cond) -> [B] from ``config.loss`` (or a loss config itself).
+
+    Fields: ``name`` in {'edm', 'pfgmpp', 'dsm', 'flow_matching'}, then the keyword options of that
+    loss (e.g. p_mean, p_std, sigma_data; pfgmpp: D (required); dsm: process (required, a name for
+    ``get_process``), process_kwargs (dict), weighting, eps; flow_matching: t_sampling, ...).
+    Missing required or unknown fields raise ValueError.
+    """
+    loss_config = config.loss if "loss" in config else config
+    fields = dict(loss_config)
+    name = fields.pop("name", None)
+    if name not in _LOSSES:
+        raise ValueError(f"config.loss.name must be one of {sorted(_LOSSES)}, got {name!r}")
+    loss_fn, required = _LOSSES[name]
+    missing = [field for field in required if field not in fields]
+    if missing:
+        raise ValueError(f"config.loss for {name!r} is missing required field(s) {missing}")
+    if name == "dsm":
+        process_kwargs = dict(fields.pop("process_kwargs", {}))
+        fields["process"] = get_process(fields.pop("process"), **process_kwargs)
+    if name == "pfgmpp":
+        fields["D"] = float(fields["D"])
+        if not fields["D"] > 0:
+            raise ValueError(f"config.loss.D must be > 0 or inf, got {fields['D']}")
+    known = {
+        p.name for p in inspect.signature(loss_fn).parameters.values() if p.kind is p.KEYWORD_ONLY
+    }
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(
+            f"config.loss has unknown field(s) {unknown} for {name!r}; known: {sorted(known)}"
+        )
+    return functools.partial(loss_fn, **fields)
