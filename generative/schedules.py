@@ -117,7 +117,8 @@ SCHEDULES: dict[str, Callable[..., jax.Array]] = {
 
 
 def get_schedule(name: str) -> Callable[..., jax.Array]:
-    """The schedule function called ``name`` (one of SCHEDULES)."""
-    if name not in SCHEDULES:
+    """The schedule called ``name``: a key of SCHEDULES or its function's name ('karras_sigmas')."""
+    key = name.removesuffix("_sigmas") if isinstance(name, str) else name
+    if key not in SCHEDULES:
         raise ValueError(f"unknown schedule name {name!r}; known: {sorted(SCHEDULES)}")
-    return SCHEDULES[name]
+    return SCHEDULES[key]

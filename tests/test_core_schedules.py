@@ -85,3 +85,4 @@ def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="known: .*karras"):
         schedules.get_schedule("cosine")
     assert schedules.get_schedule("karras") is schedules.karras_sigmas
+    assert schedules.get_schedule("vp_sigmas") is schedules.vp_sigmas
