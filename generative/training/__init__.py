@@ -1,0 +1,2 @@
+"""Training: optimiser, EMA, train state, sharded train step, orbax checkpoints and the train
+loop."""

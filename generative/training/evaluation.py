@@ -1,0 +1,85 @@
+"""Sample-quality metrics of a trained model, chosen by the data set.
+
+* digits: in the feature space of the project's own digit classifier
+  (generative.metrics.digit_classifier): the Fréchet distance of the samples to the test split
+  ('fd'), next to the same distance between the real train and test splits ('fd_floor', what a
+  perfect model would score up to sample size) and their ratio; precision, recall, density and
+  coverage (k = 5) against the test split; the share of samples the classifier labels with
+  confidence > 0.9 ('confident'); the class histogram.
+* 2-D sets: the sliced Wasserstein distance and the RBF-kernel MMD^2 (bandwidths 0.1, 0.3, 1) to a
+  fresh test draw of the same size, and the same two between train and test draws (the floors).
+Other data sets (tfds) return no metrics here; use generative.metrics.frechet with Inception-v3
+weights.
+"""
+
+import functools
+
+import jax
+import ml_collections
+import numpy as np
+
+from generative.data import create_dataset, digits, synthetic
+from generative.metrics import digit_classifier, frechet, lowdim
+from generative.metrics.prdc import prdc
+
+CONFIDENCE = 0.9
+MMD_BANDWIDTHS = (0.1, 0.3, 1.0)
+
+
+@functools.cache
+def _classifier(seed: int = 0):
+    return digit_classifier.train_digit_classifier(seed)
+
+
+def digit_metrics(samples: np.ndarray, classifier_seed: int = 0) -> dict:
+    """Classifier-feature metrics of digit samples [M, 8, 8, 1] in [-1, 1] (see the module
+    docstring)."""
+    apply_fn, params = _classifier(classifier_seed)
+    test_images, _ = digits.load_split("test")
+    train_images, _ = digits.load_split("train")
+    fake_features, fake_logits = map(np.asarray, apply_fn(params, np.clip(samples, -1.0, 1.0)))
+    test_features = np.asarray(apply_fn(params, test_images)[0])
+    train_features = np.asarray(apply_fn(params, train_images)[0])
+    fd = frechet.fid(test_features, fake_features)
+    fd_floor = frechet.fid(test_features, train_features)
+    probabilities = np.asarray(jax.nn.softmax(fake_logits, axis=-1))
+    histogram = np.bincount(probabilities.argmax(-1), minlength=digits.NUM_CLASSES) / len(samples)
+    coverage = {k: float(v) for k, v in prdc(test_features, fake_features, k=5).items()}
+    return dict(
+        fd=fd,
+        fd_floor=fd_floor,
+        fd_ratio=fd / fd_floor,
+        confident=float(np.mean(probabilities.max(-1) > CONFIDENCE)),
+        class_histogram=histogram.tolist(),
+        class_share_min=float(histogram.min()),
+        class_share_max=float(histogram.max()),
+        **coverage,
+    )
+
+
+def point_metrics(data_config, samples: np.ndarray, key, seed: int = 0) -> dict:
+    """SWD and MMD^2 of 2-D samples [M, 2] against a test draw of M points, with train-vs-test
+    floors."""
+    num = len(samples)
+    test = next(create_dataset(data_config, split="test", batch_size=num, seed=seed))["x"]
+    train = next(create_dataset(data_config, split="train", batch_size=num, seed=seed + 1))["x"]
+    finite = np.all(np.isfinite(samples), axis=1)
+    samples = np.where(finite[:, None], samples, 0.0)
+    return dict(
+        swd=float(lowdim.sliced_wasserstein(samples, test, key)),
+        swd_floor=float(lowdim.sliced_wasserstein(train, test, key)),
+        mmd=float(lowdim.mmd(samples, test, MMD_BANDWIDTHS)),
+        mmd_floor=float(lowdim.mmd(train, test, MMD_BANDWIDTHS)),
+        finite=float(finite.mean()),
+    )
+
+
+def evaluate_samples(config: ml_collections.ConfigDict, samples: np.ndarray, key) -> dict:
+    """The metrics of `samples` for the data set of `config` (empty for data sets without
+    metrics)."""
+    name = config.data.name
+    if name == "digits":
+        return digit_metrics(samples)
+    if name in synthetic.NAMES:
+        return point_metrics(config.data, samples, key, config.seed)
+    return {}
