@@ -675,7 +675,8 @@ def flash_attention(
     """Flash attention over [batch, length, heads, head_dim] arrays; see the module docstring.
 
     Args:
-      q: [B, Tq, H, D]; k: [B, Tk, H, D]; v: [B, Tk, H, D], float32 or bfloat16, one dtype.
+      q: [B, Tq, H, D]; k: [B, Tk, H, D]; v: [B, Tk, H, D], one dtype: float32, bfloat16 (tested)
+        or float16.
       key_mask: optional bool [B, Tk], True where a key is real.
       causal: query i attends to keys j <= i (top-left aligned, as jax.nn.dot_product_attention).
       scale: logit scale, default 1 / sqrt(D).
@@ -691,8 +692,15 @@ def flash_attention(
             f"q [B, Tq, H, D], k and v [B, Tk, H, D] must agree, got {q.shape}, {k.shape}, "
             f"{v.shape}"
         )
-    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (jnp.float32, jnp.bfloat16):
-        raise ValueError(f"q, k, v must share dtype float32 or bfloat16, got {q.dtype}, {k.dtype}")
+    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (
+        jnp.float32,
+        jnp.bfloat16,
+        jnp.float16,
+    ):
+        raise ValueError(
+            f"q, k, v must share one dtype, float32, bfloat16 or float16, got {q.dtype}, "
+            f"{k.dtype}, {v.dtype}"
+        )
     batch, q_len, _, head_dim = q.shape
     kv_len = k.shape[1]
     if key_mask is None:

@@ -2,19 +2,20 @@
 
 ``impl`` is one of 'xla' (the reference, plain jax.numpy / jax.nn), 'pallas' (kernels in this
 package), 'cudnn' (attention only: ``jax.nn.dot_product_attention(implementation='cudnn')``) or
-'auto', which picks per backend and dtype from ``AUTO_TABLE``:
+'auto', which picks per backend (and, once measured, dtype) from ``AUTO_TABLE``:
 
-    backend  core             dtype      choice    why
-    cpu      all              all        xla       Pallas runs only in the (slow) interpreter on CPU
-    gpu      attention        bf16/f16   cudnn     cuDNN flash attention; the goal for ours is
-                                                   within 1.25x of it: cuDNN is expected to win
-    gpu      attention        f32        pallas    cuDNN has no f32 path; XLA materialises T x T
-    gpu      adaln, groupnorm all        pallas    one pass over memory instead of several
-    tpu      all              all        pallas    (cuDNN does not exist there)
+    backend  core             dtype  choice  why
+    cpu      all              all    xla     Pallas runs only in the (slow) interpreter on CPU
+    gpu      attention        all    pallas  XLA materialises T x T; cuDNN (below) has no JVP
+    gpu      adaln, groupnorm all    pallas  one pass over memory instead of several
+    tpu      all              all    pallas  (cuDNN does not exist there)
 
 The GPU and TPU rows are the intended choices and are NOT measured: no GPU or TPU was available
 when this was written (see benchmarks/RESULTS.md, "## Kernels"); benchmarks/kernels.py measures
-them. GroupNorm falls back to XLA above ``groupnorm.MAX_SAMPLE_ELEMENTS`` elements per sample.
+them. cuDNN is likely faster for bf16 value and gradient, but its attention is a ``custom_vjp``,
+so ``jax.jvp`` through it (consistency training) fails; 'auto' keeps the kernel that supports
+every mode until measurements say the difference is worth a mode-dependent choice. GroupNorm
+falls back to XLA above ``groupnorm.MAX_SAMPLE_ELEMENTS`` elements per sample.
 
 Choices that cannot run fall back with a warning naming the reason: 'cudnn' off CUDA GPUs, for
 float32 inputs or for head dims above 128 goes to 'pallas' on GPU and 'xla' elsewhere; 'pallas'
@@ -31,6 +32,7 @@ from kernels.flash_attention import flash_attention
 from kernels.groupnorm import MAX_SAMPLE_ELEMENTS, groupnorm_silu_pallas, groupnorm_silu_reference
 
 IMPLS = ("xla", "pallas", "cudnn", "auto")
+AUTO_TABLE = {"cpu": "xla", "gpu": "pallas", "tpu": "pallas"}  # backend -> impl, every core
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 _CUDNN_MAX_HEAD_DIM = 128
 
@@ -53,11 +55,7 @@ def _attention_impl(impl, dtype, head_dim):
     _check_impl(impl, IMPLS)
     backend = jax.default_backend()
     if impl == "auto":
-        if backend == "cpu":
-            return "xla"
-        if backend == "gpu" and dtype in _CUDNN_DTYPES and head_dim <= _CUDNN_MAX_HEAD_DIM:
-            return "cudnn"
-        return "pallas"
+        return AUTO_TABLE.get(backend, "xla")
     if impl == "cudnn":
         reason = None
         if backend != "gpu":
@@ -79,7 +77,7 @@ def _norm_impl(impl, fits=True):
     _check_impl(impl, ("xla", "pallas", "auto"))
     backend = jax.default_backend()
     if impl == "auto":
-        return "pallas" if backend != "cpu" and fits else "xla"
+        return AUTO_TABLE.get(backend, "xla") if fits else "xla"
     if impl == "pallas" and backend == "cpu":
         _warn_pallas_on_cpu()
     return impl
@@ -91,6 +89,7 @@ def attention(q, k, v, *, key_mask=None, causal=False, scale=None, impl="auto"):
     key_mask: optional bool [batch, kv_length], True where a key is real; every query must see at
     least one real key (otherwise the implementations disagree on the meaningless result).
     causal: query i attends to keys j <= i. scale: default 1 / sqrt(head_dim).
+    impl='cudnn' supports value and reverse mode only (no jax.jvp).
     """
     if q.ndim != 4:
         raise ValueError(f"q must be [batch, length, heads, head_dim], got shape {q.shape}")
