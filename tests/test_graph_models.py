@@ -1,4 +1,4 @@
-"""GNN layers, the graph transformer and the structural features: equivariance, padding, brute force."""
+"""GNN layers, graph transformer, structural features: equivariance, padding, brute force."""
 
 import itertools
 
@@ -62,12 +62,13 @@ def test_gnn_layers_equivariant_and_padding_free(name):
     x = rng.normal(size=(2, n, 5)).astype(np.float32)
     module = GNN_LAYERS[name]()
     graph = _tuple_from_adj(adj, x)
-    params = module.init(jax.random.key(0), graph)
-    out = module.apply(params, graph)
+    params = jax.jit(module.init)(jax.random.key(0), graph)
+    apply = jax.jit(module.apply)
+    out = apply(params, graph)
 
     perm = rng.permutation(n)
     permuted = _tuple_from_adj(adj[:, perm][:, :, perm], x[:, perm])
-    out_perm = module.apply(params, permuted)
+    out_perm = apply(params, permuted)
     np.testing.assert_allclose(
         out_perm.nodes.reshape(2, n, -1), out.nodes.reshape(2, n, -1)[:, perm], atol=1e-5
     )
@@ -75,7 +76,7 @@ def test_gnn_layers_equivariant_and_padding_free(name):
         np.testing.assert_allclose(out_perm.globals, out.globals, atol=1e-5)
 
     padded = _tuple_from_adj(adj, x, pad_to=(2 * n + 3, int(adj.sum()) + 5, 3))
-    out_pad = module.apply(params, padded)
+    out_pad = apply(params, padded)
     np.testing.assert_allclose(out_pad.nodes[: 2 * n], out.nodes, atol=1e-5)
     if name == "gn":
         np.testing.assert_allclose(out_pad.globals[:2], out.globals, atol=1e-5)
@@ -90,10 +91,8 @@ def test_gcn_matches_normalised_adjacency():
     params = module.init(jax.random.key(0), graph)
     a_hat = adj[0] + np.eye(6)
     d = a_hat.sum(1)
-    dense = nn_dense = params["params"]["Dense_0"]
-    expected = (a_hat / np.sqrt(d[:, None] * d[None, :])) @ (
-        x[0] @ nn_dense["kernel"] + dense["bias"]
-    )
+    dense = params["params"]["Dense_0"]
+    expected = (a_hat / np.sqrt(d[:, None] * d[None, :])) @ (x[0] @ dense["kernel"] + dense["bias"])
     np.testing.assert_allclose(module.apply(params, graph).nodes, expected, atol=1e-5)
 
 
@@ -124,28 +123,33 @@ SMALL = dict(
 )
 
 
-def test_transformer_permutation_equivariant():
+@pytest.fixture(scope="module")
+def small_transformer():
+    """(jitted apply, params): one initialisation shared by the transformer tests."""
+    model = transformer.GraphTransformer(**SMALL)
+    g = _dense_graph(np.random.default_rng(0), 1, 3, sizes=[3])
+    return jax.jit(model.apply), jax.jit(model.init)(jax.random.key(0), g)
+
+
+def test_transformer_permutation_equivariant(small_transformer):
+    apply, params = small_transformer
     rng = np.random.default_rng(0)
     g = _dense_graph(rng, 2, 6, sizes=[6, 6])
-    model = transformer.GraphTransformer(**SMALL)
-    params = model.init(jax.random.key(0), g)
-    out = model.apply(params, g)
+    out = apply(params, g)
     perm = rng.permutation(6)
     gp = g._replace(nodes=g.nodes[:, perm], edges=g.edges[:, perm][:, :, perm])
-    outp = model.apply(params, gp)
+    outp = apply(params, gp)
     np.testing.assert_allclose(outp.nodes, out.nodes[:, perm], atol=1e-4)
     np.testing.assert_allclose(outp.edges, out.edges[:, perm][:, :, perm], atol=1e-4)
     np.testing.assert_allclose(outp.globals, out.globals, atol=1e-4)
     np.testing.assert_allclose(out.edges, jnp.swapaxes(out.edges, 1, 2), atol=1e-6)
 
 
-def test_transformer_padding_does_not_change_real_outputs():
+def test_transformer_padding_does_not_change_real_outputs(small_transformer):
+    apply, params = small_transformer
     rng = np.random.default_rng(1)
     g = _dense_graph(rng, 2, 5, sizes=[5, 4])
-    model = transformer.GraphTransformer(**SMALL)
-    params = model.init(jax.random.key(0), g)
-    out = model.apply(params, g)
-    pad = 3
+    out = apply(params, g)
     garbage = lambda shape: jnp.asarray(rng.normal(size=shape) * 10, jnp.float32)  # noqa: E731
     edges = garbage((2, 8, 8, 2)).at[:, :5, :5].set(g.edges)
     gp = transformer.DenseGraph(
@@ -154,7 +158,7 @@ def test_transformer_padding_does_not_change_real_outputs():
         globals=g.globals,
         node_mask=jnp.zeros((2, 8), bool).at[:, :5].set(g.node_mask),
     )
-    outp = model.apply(params, gp)
+    outp = apply(params, gp)
     mask = np.asarray(g.node_mask)
     np.testing.assert_allclose(outp.nodes[:, :5] * mask[..., None], out.nodes, atol=1e-4)
     np.testing.assert_allclose(outp.edges[:, :5, :5], out.edges, atol=1e-4)
@@ -162,14 +166,12 @@ def test_transformer_padding_does_not_change_real_outputs():
     assert np.all(np.asarray(outp.nodes)[:, 5:] == 0) and np.all(np.asarray(outp.edges)[:, 5:] == 0)
 
 
-def test_transformer_dense_and_sparse_layouts_agree():
+def test_transformer_dense_and_sparse_layouts_agree(small_transformer):
+    apply, params = small_transformer
     rng = np.random.default_rng(2)
     g = _dense_graph(rng, 3, 5, sizes=[5, 3, 4])
-    model = transformer.GraphTransformer(**SMALL)
-    params = model.init(jax.random.key(0), g)
-    dense = model.apply(params, g)
-    pairs = transformer.dense_to_pairs_tuple(g)
-    sparse = model.apply(params, pairs)
+    dense = apply(params, g)
+    sparse = apply(params, transformer.dense_to_pairs_tuple(g))
     mask = np.asarray(g.node_mask)
     np.testing.assert_allclose(sparse.nodes, np.asarray(dense.nodes)[mask], atol=1e-4)
     np.testing.assert_allclose(sparse.globals, dense.globals, atol=1e-4)

@@ -73,7 +73,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.continuous.precondition = "edm"  # generative.preconditioning kind
     c.continuous.process = ml_collections.ConfigDict({"name": "edm"})  # prior draw at sigmas[0]
     c.continuous.sampler = "heun"  # generative.samplers name
-    c.continuous.schedule = "karras_sigmas"  # generative.schedules name
+    c.continuous.schedule = "karras"  # generative.schedules.get_schedule name
     c.continuous.num_levels = 32  # noise levels of the sampler
     c.continuous.sigma_min = 0.002
     c.continuous.sigma_max = 80.0
@@ -270,7 +270,9 @@ def _write_jsonl(path, record):
 def train(config, workdir, method, data, log=print):
     """Train with AdamW + EMA; resumes from <workdir>/checkpoint.msgpack. Returns EMA params."""
     key = jax.random.key(config.seed)
-    params = method.init(jax.random.fold_in(key, 0), data)
+    params = jax.jit(method.init)(
+        jax.random.fold_in(key, 0), data
+    )  # one compile, not one per shape
     tx = optax.chain(
         optax.clip_by_global_norm(config.train.grad_clip),
         optax.adamw(config.train.learning_rate, weight_decay=config.train.weight_decay),
