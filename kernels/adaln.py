@@ -113,6 +113,15 @@ def _adaln_jvp(eps, platform, interpret, block_rows, primals, tangents):
     return jax.jvp(functools.partial(adaln_reference, eps=eps), primals, tangents)
 
 
+def check_adaln_args(h, y, gate, shift, scale):
+    """ValueError unless h, y are [B, L, C] and gate, shift, scale are [B, C]."""
+    if h.ndim != 3 or y.shape != h.shape:
+        raise ValueError(f"h and y must both be [B, L, C], got {h.shape} and {y.shape}")
+    for name, x in (("gate", gate), ("shift", shift), ("scale", scale)):
+        if x.shape != (h.shape[0], h.shape[2]):
+            raise ValueError(f"{name} must be [B, C] = {(h.shape[0], h.shape[2])}, got {x.shape}")
+
+
 def adaln_residual_pallas(
     h, y, gate, shift, scale, *, eps=1e-6, platform=None, interpret=None, block_rows=None
 ):
@@ -124,11 +133,7 @@ def adaln_residual_pallas(
       interpret: Pallas interpreter, default True on CPU.
       block_rows: rows per program (default: 2048 // C' on gpu, 256 on tpu).
     """
-    if h.ndim != 3 or y.shape != h.shape:
-        raise ValueError(f"h and y must both be [B, L, C], got {h.shape} and {y.shape}")
-    for name, x in (("gate", gate), ("shift", shift), ("scale", scale)):
-        if x.shape != (h.shape[0], h.shape[2]):
-            raise ValueError(f"{name} must be [B, C] = {(h.shape[0], h.shape[2])}, got {x.shape}")
+    check_adaln_args(h, y, gate, shift, scale)
     backend = jax.default_backend()
     platform = platform or ("tpu" if backend == "tpu" else "gpu")
     if platform not in ("gpu", "tpu"):

@@ -659,6 +659,20 @@ def _attention_jvp(cfg, primals, tangents):
     return o, _tangent_p.bind(q, k, v, mask, o, lse, dq, dk, dv, cfg=cfg)
 
 
+def check_attention_args(q, k, v, key_mask):
+    """ValueError unless q [B, Tq, H, D], k and v [B, Tk, H, D] and key_mask None or [B, Tk]."""
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ValueError(f"q, k, v must be [B, T, H, D], got {q.shape}, {k.shape}, {v.shape}")
+    if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
+        raise ValueError(
+            f"q [B, Tq, H, D], k and v [B, Tk, H, D] must agree, got {q.shape}, {k.shape}, "
+            f"{v.shape}"
+        )
+    expected = (k.shape[0], k.shape[1])
+    if key_mask is not None and key_mask.shape != expected:
+        raise ValueError(f"key_mask must be [B, Tk] = {expected}, got {key_mask.shape}")
+
+
 def flash_attention(
     q,
     k,
@@ -685,13 +699,7 @@ def flash_attention(
         with the gpu layout on CPU.
       interpret: run in the Pallas interpreter; default True on CPU.
     """
-    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ValueError(f"q, k, v must be [B, T, H, D], got {q.shape}, {k.shape}, {v.shape}")
-    if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
-        raise ValueError(
-            f"q [B, Tq, H, D], k and v [B, Tk, H, D] must agree, got {q.shape}, {k.shape}, "
-            f"{v.shape}"
-        )
+    check_attention_args(q, k, v, key_mask)
     if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (
         jnp.float32,
         jnp.bfloat16,
@@ -705,8 +713,6 @@ def flash_attention(
     kv_len = k.shape[1]
     if key_mask is None:
         key_mask = jnp.ones((batch, kv_len), jnp.bool_)
-    elif key_mask.shape != (batch, kv_len):
-        raise ValueError(f"key_mask must be [B, Tk] = {(batch, kv_len)}, got {key_mask.shape}")
     backend = jax.default_backend()
     if platform is None:
         platform = "tpu" if backend == "tpu" else "gpu"

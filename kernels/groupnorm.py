@@ -137,6 +137,21 @@ def _groupnorm_silu_jvp(num_groups, eps, platform, interpret, primals, tangents)
     return jax.jvp(reference, primals, tangents)
 
 
+def check_groupnorm_args(x, gamma, beta, num_groups, scale=None, shift=None):
+    """ValueError unless x is NHWC, G divides C, gamma/beta are [C], scale/shift None or [B, C]."""
+    if x.ndim != 4:
+        raise ValueError(f"x must be NHWC [B, H, W, C], got shape {x.shape}")
+    batch, _, _, channels = x.shape
+    if num_groups <= 0 or channels % num_groups:
+        raise ValueError(f"num_groups must divide the {channels} channels, got {num_groups}")
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        if p.shape != (channels,):
+            raise ValueError(f"{name} must be [C] = {(channels,)}, got {p.shape}")
+    for name, p in (("scale", scale), ("shift", shift)):
+        if p is not None and p.shape != (batch, channels):
+            raise ValueError(f"{name} must be [B, C] = {(batch, channels)}, got {p.shape}")
+
+
 def groupnorm_silu_pallas(
     x, gamma, beta, *, num_groups, scale=None, shift=None, eps=1e-6, platform=None, interpret=None
 ):
@@ -148,20 +163,11 @@ def groupnorm_silu_pallas(
       platform: 'gpu' (Triton blocks) or 'tpu' (Mosaic blocks); default from the backend.
       interpret: Pallas interpreter, default True on CPU.
     """
-    if x.ndim != 4:
-        raise ValueError(f"x must be NHWC [B, H, W, C], got shape {x.shape}")
+    check_groupnorm_args(x, gamma, beta, num_groups, scale, shift)
     batch, _, _, channels = x.shape
-    if num_groups <= 0 or channels % num_groups:
-        raise ValueError(f"num_groups must divide the {channels} channels, got {num_groups}")
-    for name, p in (("gamma", gamma), ("beta", beta)):
-        if p.shape != (channels,):
-            raise ValueError(f"{name} must be [C] = {(channels,)}, got {p.shape}")
     zeros = jnp.zeros((batch, channels), x.dtype)
     scale = zeros if scale is None else scale
     shift = zeros if shift is None else shift
-    for name, p in (("scale", scale), ("shift", shift)):
-        if p.shape != (batch, channels):
-            raise ValueError(f"{name} must be [B, C] = {(batch, channels)}, got {p.shape}")
     backend = jax.default_backend()
     platform = platform or ("tpu" if backend == "tpu" else "gpu")
     if platform not in ("gpu", "tpu"):

@@ -27,9 +27,14 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-from kernels.adaln import adaln_reference, adaln_residual_pallas
-from kernels.flash_attention import flash_attention
-from kernels.groupnorm import MAX_SAMPLE_ELEMENTS, groupnorm_silu_pallas, groupnorm_silu_reference
+from kernels.adaln import adaln_reference, adaln_residual_pallas, check_adaln_args
+from kernels.flash_attention import check_attention_args, flash_attention
+from kernels.groupnorm import (
+    MAX_SAMPLE_ELEMENTS,
+    check_groupnorm_args,
+    groupnorm_silu_pallas,
+    groupnorm_silu_reference,
+)
 
 IMPLS = ("xla", "pallas", "cudnn", "auto")
 AUTO_TABLE = {"cpu": "xla", "gpu": "pallas", "tpu": "pallas"}  # backend -> impl, every core
@@ -91,8 +96,7 @@ def attention(q, k, v, *, key_mask=None, causal=False, scale=None, impl="auto"):
     causal: query i attends to keys j <= i. scale: default 1 / sqrt(head_dim).
     impl='cudnn' supports value and reverse mode only (no jax.jvp).
     """
-    if q.ndim != 4:
-        raise ValueError(f"q must be [batch, length, heads, head_dim], got shape {q.shape}")
+    check_attention_args(q, k, v, key_mask)
     impl = _attention_impl(impl, q.dtype, q.shape[-1])
     if impl == "pallas":
         return flash_attention(q, k, v, key_mask=key_mask, causal=causal, scale=scale)
@@ -107,6 +111,7 @@ def adaln_residual(h, y, gate, shift, scale, *, eps=1e-6, impl="auto"):
 
     h, y: [batch, length, channels]; gate, shift, scale: [batch, channels]. Returns (h', out).
     """
+    check_adaln_args(h, y, gate, shift, scale)
     if _norm_impl(impl) == "pallas":
         return adaln_residual_pallas(h, y, gate, shift, scale, eps=eps)
     return adaln_reference(h, y, gate, shift, scale, eps=eps)
@@ -117,12 +122,9 @@ def groupnorm_silu(x, gamma, beta, *, num_groups, scale=None, shift=None, eps=1e
 
     gamma, beta: [channels]; scale, shift: optional [batch, channels] from the noise embedding.
     """
-    if x.ndim != 4:
-        raise ValueError(f"x must be NHWC [B, H, W, C], got shape {x.shape}")
+    check_groupnorm_args(x, gamma, beta, num_groups, scale, shift)
     fits = x.shape[1] * x.shape[2] * x.shape[3] <= MAX_SAMPLE_ELEMENTS
     kwargs = dict(num_groups=num_groups, scale=scale, shift=shift, eps=eps)
     if _norm_impl(impl, fits) == "pallas":
         return groupnorm_silu_pallas(x, gamma, beta, **kwargs)
-    if x.shape[-1] % num_groups:
-        raise ValueError(f"num_groups must divide the {x.shape[-1]} channels, got {num_groups}")
     return groupnorm_silu_reference(x, gamma, beta, **kwargs)

@@ -150,6 +150,8 @@ def test_dispatch_impls_agree_and_fall_back_with_warnings():
     _assert_close(out, expected, 1e-5)
     with pytest.raises(ValueError, match="impl must be one of"):
         kernels.attention(q, k, v, impl="triton")
+    with pytest.raises(ValueError, match="key_mask must be"):  # checked whatever the impl
+        kernels.attention(q, k, v, key_mask=key_mask[:, :5], impl="xla")
 
 
 def test_bad_arguments_raise_clear_errors():

@@ -140,6 +140,8 @@ def test_dispatch_and_errors():
         kernels.adaln_residual(h, y, gate, shift, scale, impl="cudnn")
     with pytest.raises(ValueError, match="gate must be"):
         adaln_residual_pallas(h, y, gate[:, :8], shift, scale)
+    with pytest.raises(ValueError, match="shift must be"):
+        kernels.adaln_residual(h, y, gate, shift[:1], scale, impl="xla")
     x = jnp.ones((2, 4, 4, 12))
     with pytest.raises(ValueError, match="num_groups must divide"):
         kernels.groupnorm_silu(x, jnp.ones(12), jnp.zeros(12), num_groups=5)
