@@ -310,15 +310,15 @@ def test_adjacency_diffusion_loss_and_samplers_with_network():
         ml_collections.ConfigDict({"name": "edm"}),
     )
     params = jax.jit(model.init)(jax.random.key(0), adj, mask)
-    loss = model.loss(params, jax.random.key(1), adj, mask)
+    loss = jax.jit(model.loss)(params, jax.random.key(1), adj, mask)
     assert loss.shape == (2,) and np.all(np.isfinite(loss))
-    denoised = model.denoiser(params, mask)(jax.random.normal(jax.random.key(2), (2, 15)), 1.0)
+    noisy = jax.random.normal(jax.random.key(2), (2, 15))
+    denoised = jax.jit(lambda p, x: model.denoiser(p, mask)(x, 1.0))(params, noisy)
     padded = ~np.asarray(continuous.pair_mask(mask))
     np.testing.assert_array_equal(np.asarray(denoised)[padded], -0.5)
     for sampler in ("heun", "dpmpp_2m"):
-        out = np.asarray(
-            model.sample(params, jax.random.key(3), mask, sampler=sampler, num_levels=4)
-        )
+        sample = jax.jit(functools.partial(model.sample, sampler=sampler, num_levels=4))
+        out = np.asarray(sample(params, jax.random.key(3), mask))
         np.testing.assert_array_equal(out, out.transpose(0, 2, 1))
         assert set(np.unique(out)) <= {0.0, 1.0}
         assert np.all(out[:, np.arange(6), np.arange(6)] == 0) and np.all(out[1, 4:] == 0)
