@@ -201,6 +201,7 @@ def test_dataset_info():
         (dict(name="cifar"), {}, "name='cifar'.*known values"),
         (dict(), {}, "missing the field 'name'.*digits"),
         (dict(name="tfds"), {}, "missing the field 'tfds_name'"),
+        (dict(name="tfds", tfds_name="no_such_set"), {}, "unknown tfds_name='no_such_set'"),
         (dict(name="digits"), dict(split="validation"), "split"),
         (dict(name="moons"), dict(split="val"), "split"),
         (dict(name="digits"), dict(batch_size=0), "batch_size"),
@@ -214,6 +215,12 @@ def test_bad_configs_raise_before_the_first_batch(config, kwargs, match):
 
 
 # ------------------------------------------------------------------------------------------- tfds
+
+
+def test_tfds_without_prepared_files_fails_clearly(tmp_path):
+    config = _config(name="tfds", tfds_name="mnist", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="not prepared.*tfds build mnist"):
+        create_dataset(config, split="train", batch_size=4, seed=0)
 
 
 def test_tfds_mnist_under_mock_data():

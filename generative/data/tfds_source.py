@@ -18,7 +18,10 @@ LABEL_KEY = "label"
 def _builder_info(tfds_name: str, data_dir: str | None):
     import tensorflow_datasets as tfds
 
-    return tfds.builder(tfds_name, data_dir=data_dir).info
+    try:
+        return tfds.builder(tfds_name, data_dir=data_dir).info
+    except tfds.core.DatasetNotFoundError as error:
+        raise ValueError(f"unknown tfds_name={tfds_name!r} (a tensorflow-datasets name)") from error
 
 
 def info(tfds_name: str, data_dir: str | None = None) -> dict:
@@ -51,7 +54,15 @@ def create_dataset(
 
     from generative.data import pipeline
 
-    source = tfds.data_source(tfds_name, split=split, data_dir=data_dir)
+    _builder_info(tfds_name, data_dir)  # a clear error for unknown names
+    try:
+        source = tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
+    except (KeyError, FileNotFoundError, NotImplementedError) as error:
+        raise ValueError(
+            f"tfds set {tfds_name!r} split {split!r} is not prepared (as ArrayRecord files) under "
+            f"data_dir={data_dir!r}; prepare it once with `tfds build {tfds_name} "
+            f"--file_format=array_record` (downloads) or point data_dir at it. tfds: {error}"
+        ) from error
 
     def fetch(indices: np.ndarray) -> dict[str, np.ndarray]:
         # One record at a time: ``__getitems__`` is not supported under tfds.testing.mock_data.
