@@ -205,7 +205,7 @@ def classifier(tmp_path_factory):
 
 def test_digit_classifier_accuracy_cache_and_features(classifier):
     cache_dir, params = classifier
-    assert digit_classifier.accuracy(params, "test") > 0.95
+    assert digit_classifier.accuracy(params, "test") > 0.97  # 0.986 measured with seed 0
     _, cached = digit_classifier.train_digit_classifier(0, cache_dir=cache_dir)
     jax.tree.map(np.testing.assert_array_equal, params, cached)
     train, _ = digits.load_split("train")
@@ -213,7 +213,10 @@ def test_digit_classifier_accuracy_cache_and_features(classifier):
     train_features = np.asarray(digit_classifier.digit_features(params, train))
     test_features = np.asarray(digit_classifier.digit_features(params, test))
     assert test_features.shape == (359, digit_classifier.FEATURE_DIM)
-    assert digit_classifier.digit_logits(params, test[:3]).shape == (3, 10)
+    # Real test digits mostly get confident labels (0.95 measured), so the share of confident
+    # samples is a meaningful quality measure.
+    probabilities = jax.nn.softmax(digit_classifier.digit_logits(params, test))
+    assert probabilities.shape == (359, 10) and np.mean(probabilities.max(1) > 0.9) > 0.9
     # The train-test Fréchet floor is small next to the distance to uniform noise images.
     noise = np.random.default_rng(0).uniform(-1, 1, test.shape).astype(np.float32)
     noise_features = np.asarray(digit_classifier.digit_features(params, noise))

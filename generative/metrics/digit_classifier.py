@@ -3,8 +3,10 @@
 Trained on the digits train split (generative.data.digits) from a seed alone: initial parameters
 and minibatch order come from ``jax.random.key(seed)``; AdamW with a cosine decay, ``NUM_STEPS``
 jit-compiled steps of ``BATCH_SIZE`` images. Each training image is shifted by up to one pixel at
-random (padding with -1, the background), so the features also behave on generated digits that
-are slightly off-centre. On CPU this takes a few seconds and is bitwise reproducible.
+random (padding with -1, the background), so the features also behave on generated digits that are
+slightly off-centre. Training is bitwise reproducible on CPU; with seed 0 it reaches 98.6% test
+accuracy (359 images), and 95% of the test images get a top-class probability above 0.9. Measured:
+70 s, compilation included, on a 2-core container shared with ~15 busy processes.
 
 The features are the ``FEATURE_DIM``-d penultimate activations (after ReLU), playing the role
 Inception's pool3 plays for FID; the logits give class histograms and confidences of samples.
@@ -28,9 +30,9 @@ import optax
 
 from generative.data import digits
 
-VERSION = "v1"
+VERSION = "v2"
 FEATURE_DIM = 64
-NUM_STEPS = 400
+NUM_STEPS = 800
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-3
 WEIGHT_DECAY = 1e-4
