@@ -25,13 +25,14 @@ def get_config():
     config.condition.enabled = True
     config.condition.drop_prob = 0.1
     config.condition.guidance = 1.0
-    config.digress.num_steps = 500
+    config.digress.num_steps = 100  # CPU-sized (three sampling passes); DiGress uses 500-1000
     config.train.steps = 20000
-    config.train.time_limit_minutes = 20.0
-    config.train.batch_size = 32
+    config.train.time_limit_minutes = 15.0
+    config.train.batch_size = 16
     config.train.learning_rate = 5e-4
     config.train.log_every = 100
-    config.eval.num_samples = 64
+    config.eval.num_samples = 32
+    config.eval.batch_size = 32
     config.eval.kernel = "gaussian_emd"
     config.eval.descriptors = ("degree", "clustering", "orbit")
     return config

@@ -91,7 +91,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.train.learning_rate = 2e-4  # AdamW (DiGress: 2e-4, weight decay 1e-12)
     c.train.weight_decay = 1e-12
     c.train.grad_clip = 1.0  # global-norm clipping
-    c.train.ema_decay = 0.999  # EMA of the weights, used for sampling and evaluation
+    c.train.ema_decay = 0.999  # EMA decay (warm-up min(d, (1+k)/(10+k)) at step k) for sampling
     c.train.log_every = 50  # steps between JSON-lines metric records
     c.train.checkpoint_every = 1000  # steps between checkpoints (and one at the end)
     c.train.time_limit_minutes = 0.0  # stop training early after this wall time (0: no limit)
@@ -307,7 +307,8 @@ def train(config, workdir, method, data, log=print):
         loss, grads = jax.value_and_grad(loss_fn)(state["params"])
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        d = config.train.ema_decay
+        # EMA with the usual warm-up, so that short runs do not average in the initialisation
+        d = jnp.minimum(config.train.ema_decay, (1.0 + state["step"]) / (10.0 + state["step"]))
         ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state["ema"], params)
         return {"params": params, "ema": ema, "opt": opt, "step": state["step"] + 1}, loss
 

@@ -11,10 +11,14 @@ followed by residual + LayerNorm and a feed-forward block for each of X, E and y
 over the keys j per channel, as in DiGress. All of it is permutation-equivariant in the nodes.
 
 Two layouts of the same computation share parameters and this interface:
-  * dense (`DenseGraph`, [B, n, n] pair tensors with a node mask), the faster one (see benchmarks);
+  * dense (`DenseGraph`, [B, n, n] pair tensors with a node mask): regular batched matmuls, the
+    natural layout for accelerators, but it also computes the padded pairs;
   * sparse (`jraph.GraphsTuple` whose edges list the ordered pairs (receiver i, sender j) attended
-    over, normally all pairs of a graph including i = j, see `dense_to_pairs_tuple`).
-`benchmarks/graphs.py` times both. The model returns the same type it is given.
+    over, normally all pairs of a graph including i = j, see `dense_to_pairs_tuple`): gathers and
+    segment sums over the real pairs only.
+`benchmarks/graphs.py` times both: on a 2-core CPU with graphs of n/2..n nodes the sparse layout
+took 0.5-0.6x the time of the dense one (benchmarks/RESULTS.md). The model returns the type it
+is given.
 """
 
 from __future__ import annotations
