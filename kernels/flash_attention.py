@@ -23,8 +23,12 @@ the saved lse and use delta_i = rowsum(dO_i * o_i):
 
     dP = dO v^T,  dS = P (dP - delta),  dq = scale dS k,  dk = scale dS^T q,  dv = P^T dO.
 
-``jax.jvp``, ``jax.grad``/``jax.vjp``, ``jax.vmap`` and ``jax.jit`` all work; derivatives of the
-tangent itself (forward-over-forward, reverse-over-forward) are not implemented.
+The custom function returns (o, lse) so that its rule can call it for the primal and stay
+differentiable; the tangent of lse is sum_j P_ij dS_ij, and an lse cotangent enters the backward
+as delta_i -> delta_i - dlse_i. ``jax.jvp``, ``jax.grad``/``jax.vjp``, ``jax.vmap`` and
+``jax.jit`` all work, and so do second derivatives through the tangent (reverse-over-forward, as
+in consistency-training losses); their part from moving q, k, v is the XLA reference's, which
+materialises the T x T scores.
 
 Two grid layouts share the kernel bodies:
 
@@ -365,7 +369,19 @@ def _forward(q, k, v, mask, cfg):
 
 
 def _tangent_kernel(
-    q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, dq_ref, dk_ref, dv_ref, t_ref, *scratch, cfg
+    q_ref,
+    k_ref,
+    v_ref,
+    mask_ref,
+    o_ref,
+    lse_ref,
+    dq_ref,
+    dk_ref,
+    dv_ref,
+    t_ref,
+    t_lse_ref,
+    *scratch,
+    cfg,
 ):
     i = pl.program_id(2)
     num_k = cfg.padded_kv_len // cfg.block_k
@@ -387,6 +403,7 @@ def _tangent_kernel(
     def finish(carry):
         acc, p_ds_sum = carry
         t_ref[...] = (acc - p_ds_sum * o_ref[...].astype(jnp.float32)).astype(t_ref.dtype)
+        t_lse_ref[...] = p_ds_sum  # d lse_i = sum_j P_ij dS_ij
 
     init = (jnp.zeros((bq, depth), jnp.float32), jnp.zeros((bq, 1), jnp.float32))
     lo, hi = _causal_k_range(cfg, i, num_k)
@@ -414,7 +431,10 @@ def _tangent(q, k, v, mask, o, lse, dq, dk, dv, cfg):
         cfg,
         grid_outer=(batch, heads, nq),
         num_inner=nk,
-        out_shape=jax.ShapeDtypeStruct(q.shape, o.dtype),
+        out_shape=(
+            jax.ShapeDtypeStruct(q.shape, o.dtype),
+            jax.ShapeDtypeStruct(lse.shape, jnp.float32),
+        ),
         in_specs=[
             q_spec,
             kv_spec,
@@ -426,7 +446,7 @@ def _tangent(q, k, v, mask, o, lse, dq, dk, dv, cfg):
             kv_spec,
             kv_spec,
         ],
-        out_specs=q_spec,
+        out_specs=(q_spec, _row_stat_spec(cfg, cfg.block_q, "outer")),
         scratch=[(cfg.block_q, d), (cfg.block_q, 1)],
     )(q, k, v, mask, o, lse, dq, dk, dv)
 
@@ -577,14 +597,22 @@ def _forward_public(q, k, v, mask, cfg):
 def _tangent_impl(q, k, v, mask, o, lse, dq, dk, dv, *, cfg):
     qs = [_to_kernel_layout(x, cfg.padded_q_len, cfg) for x in (q, o, dq)]
     ks = [_to_kernel_layout(x, cfg.padded_kv_len, cfg) for x in (k, v, dk, dv)]
-    t = _tangent(qs[0], ks[0], ks[1], _kernel_mask(mask, cfg), qs[1], lse, qs[2], ks[2], ks[3], cfg)
-    return _from_kernel_layout(t, cfg.q_len, cfg)
+    t, t_lse = _tangent(
+        qs[0], ks[0], ks[1], _kernel_mask(mask, cfg), qs[1], lse, qs[2], ks[2], ks[3], cfg
+    )
+    return _from_kernel_layout(t, cfg.q_len, cfg), t_lse
 
 
-def _vjp_public(q, k, v, mask, o, lse, do, cfg):
-    """Attention VJP (dq, dk, dv) for output cotangent do, all in the public layout."""
+def _vjp_public(q, k, v, mask, o, lse, do, dlse, cfg):
+    """Attention VJP (dq, dk, dv) for cotangents do of o and dlse of lse (or None).
+
+    d lse_i / d s_ij = P_ij, so the lse cotangent enters as delta_i -> delta_i - dlse_i.
+    """
     delta = jnp.einsum("bthd,bthd->bht", o.astype(jnp.float32), do.astype(jnp.float32))
     delta = jnp.pad(delta, ((0, 0), (0, 0), (0, cfg.padded_q_len - cfg.q_len)))[..., None]
+    if dlse is not None:  # padded query rows carry no lse cotangent
+        real_row = jnp.arange(cfg.padded_q_len)[:, None] < cfg.q_len
+        delta = delta - jnp.where(real_row, dlse, 0.0)
     dq, dk, dv = _backward(
         _to_kernel_layout(q, cfg.padded_q_len, cfg),
         _to_kernel_layout(k, cfg.padded_kv_len, cfg),
@@ -602,20 +630,32 @@ def _vjp_public(q, k, v, mask, o, lse, do, cfg):
     )
 
 
+def _instantiate(tangent, primal):
+    return jnp.zeros(primal.shape, primal.dtype) if type(tangent) is ad.Zero else tangent
+
+
 _tangent_p = Primitive("flash_attention_tangent")
+_tangent_p.multiple_results = True
 _tangent_p.def_impl(_tangent_impl)
-_tangent_p.def_abstract_eval(lambda q, *args, cfg: jax.core.ShapedArray(q.shape, args[3].dtype))
-mlir.register_lowering(_tangent_p, mlir.lower_fun(_tangent_impl, multiple_results=False))
+_tangent_p.def_abstract_eval(
+    lambda q, k, v, mask, o, lse, *tangents, cfg: (
+        jax.core.ShapedArray(o.shape, o.dtype),
+        jax.core.ShapedArray(lse.shape, lse.dtype),
+    )
+)
+mlir.register_lowering(_tangent_p, mlir.lower_fun(_tangent_impl, multiple_results=True))
 
 
-def _tangent_transpose(t_bar, q, k, v, mask, o, lse, dq, dk, dv, *, cfg):
+def _tangent_transpose(cts, q, k, v, mask, o, lse, dq, dk, dv, *, cfg):
     """The tangent is linear in (dq, dk, dv); its transpose is the attention VJP."""
     for name, x in (("q", q), ("k", k), ("v", v), ("o", o), ("lse", lse)):
         if ad.is_undefined_primal(x):
             raise NotImplementedError(f"flash attention tangent is not linear in {name}")
+    t_bar, t_lse_bar = cts
     if type(t_bar) is ad.Zero:
         t_bar = jnp.zeros(t_bar.aval.shape, t_bar.aval.dtype)
-    dq_bar, dk_bar, dv_bar = _vjp_public(q, k, v, mask, o, lse, t_bar, cfg)
+    t_lse_bar = None if type(t_lse_bar) is ad.Zero else t_lse_bar
+    dq_bar, dk_bar, dv_bar = _vjp_public(q, k, v, mask, o, lse, t_bar, t_lse_bar, cfg)
     cts = []
     for tangent, ct in ((dq, dq_bar), (dk, dk_bar), (dv, dv_bar)):
         cts.append(ct.astype(tangent.aval.dtype) if ad.is_undefined_primal(tangent) else None)
@@ -623,6 +663,54 @@ def _tangent_transpose(t_bar, q, k, v, mask, o, lse, dq, dk, dv, *, cfg):
 
 
 ad.primitive_transposes[_tangent_p] = _tangent_transpose
+
+
+def _reference(q, k, v, mask, cfg):
+    """(o, lse) in XLA with the kernels' masking (lse padded with zeros to [B, H, Tq', 1])."""
+    s = jnp.einsum("bqhd,bkhd->bhqk", q.astype(jnp.float32), k.astype(jnp.float32)) * cfg.scale
+    valid = (mask != 0)[:, None, None, :]
+    if cfg.causal:
+        valid = valid & jnp.tril(jnp.ones((cfg.q_len, cfg.kv_len), jnp.bool_))
+    s = jnp.where(valid, s, _MASK_VALUE)
+    lse = jax.nn.logsumexp(s, axis=-1)
+    o = jnp.einsum("bhqk,bkhd->bqhd", jnp.exp(s - lse[..., None]), v.astype(jnp.float32))
+    lse = jnp.pad(lse, ((0, 0), (0, 0), (0, cfg.padded_q_len - cfg.q_len)))[..., None]
+    return o.astype(q.dtype), lse
+
+
+def _tangent_jvp(primals, tangents, *, cfg):
+    """JVP of the tangent (second order): exact, but the part from moving q, k, v is the XLA
+    reference's (materialising T x T scores); o and lse are functions of q, k, v, so their own
+    tangents are implied by those of q, k, v and not read."""
+    q, k, v, mask, o, lse, dq, dk, dv = primals
+    q_dot, k_dot, v_dot, _, _, _, dq_dot, dk_dot, dv_dot = tangents
+    outs = _tangent_p.bind(*primals, cfg=cfg)
+    out_dots = [jnp.zeros(x.shape, x.dtype) for x in outs]
+    if any(type(t) is not ad.Zero for t in (dq_dot, dk_dot, dv_dot)):
+        linear = _tangent_p.bind(
+            q,
+            k,
+            v,
+            mask,
+            o,
+            lse,
+            *map(_instantiate, (dq_dot, dk_dot, dv_dot), (dq, dk, dv)),
+            cfg=cfg,
+        )
+        out_dots = [a + b for a, b in zip(out_dots, linear)]
+    if any(type(t) is not ad.Zero for t in (q_dot, k_dot, v_dot)):
+
+        def first_order(q, k, v):
+            reference = functools.partial(_reference, mask=mask, cfg=cfg)
+            return jax.jvp(reference, (q, k, v), (dq, dk, dv))[1]
+
+        qkv_dots = tuple(map(_instantiate, (q_dot, k_dot, v_dot), (q, k, v)))
+        second = jax.jvp(first_order, (q, k, v), qkv_dots)[1]
+        out_dots = [a + b.astype(a.dtype) for a, b in zip(out_dots, second)]
+    return outs, out_dots
+
+
+ad.primitive_jvps[_tangent_p] = _tangent_jvp
 
 
 def _tangent_batch(args, dims, *, cfg):
@@ -635,8 +723,8 @@ def _tangent_batch(args, dims, *, cfg):
         else:
             x = jnp.moveaxis(x, d, 0)
         merged.append(x.reshape(size * x.shape[1], *x.shape[2:]))
-    t = _tangent_p.bind(*merged, cfg=cfg)
-    return t.reshape(size, -1, *t.shape[1:]), 0
+    outs = _tangent_p.bind(*merged, cfg=cfg)
+    return [x.reshape(size, -1, *x.shape[1:]) for x in outs], [0, 0]
 
 
 batching.primitive_batchers[_tangent_p] = _tangent_batch
@@ -644,19 +732,16 @@ batching.primitive_batchers[_tangent_p] = _tangent_batch
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
 def _attention(q, k, v, mask, cfg):
-    return _forward_public(q, k, v, mask, cfg)[0]
+    """(o, lse): attention output [B, Tq, H, D] and log-sum-exp [B, H, Tq', 1] (kernel layout)."""
+    return _forward_public(q, k, v, mask, cfg)
 
 
 @_attention.defjvp
 def _attention_jvp(cfg, primals, tangents):
     q, k, v, mask = primals
-    dq, dk, dv, _ = tangents
-    o, lse = _forward_public(q, k, v, mask, cfg)
-    dq, dk, dv = (
-        jnp.zeros(x.shape, x.dtype) if type(t) is ad.Zero else t
-        for x, t in ((q, dq), (k, dk), (v, dv))
-    )
-    return o, _tangent_p.bind(q, k, v, mask, o, lse, dq, dk, dv, cfg=cfg)
+    o, lse = _attention(q, k, v, mask, cfg)  # differentiable again: higher orders work
+    dq, dk, dv = (_instantiate(t, x) for t, x in zip(tangents[:3], (q, k, v)))
+    return (o, lse), tuple(_tangent_p.bind(q, k, v, mask, o, lse, dq, dk, dv, cfg=cfg))
 
 
 def check_attention_args(q, k, v, key_mask):
@@ -735,4 +820,4 @@ def flash_attention(
         block_q=block_q,
         block_k=block_k,
     )
-    return _attention(q, k, v, key_mask, cfg)
+    return _attention(q, k, v, key_mask, cfg)[0]

@@ -133,6 +133,29 @@ def test_vmap_of_value_gradient_and_jvp():
         _assert_close(a, b, 1e-5)
 
 
+def test_reverse_over_forward_matches_reference():
+    """Gradient of a function of the JVP (second order, as in consistency training losses)."""
+    primals, key_mask, tangents, cotangent = _inputs(
+        jax.random.key(6), 2, 19, 19, 1, 32, jnp.float32, True
+    )
+    kernel = functools.partial(
+        flash_attention, key_mask=key_mask, causal=True, block_q=16, block_k=16
+    )
+    reference = functools.partial(_reference, key_mask=key_mask, causal=True)
+
+    def grad_of_tangent(attention, primals):
+        def loss(*primals):
+            out, out_dot = jax.jvp(attention, primals, tangents)
+            return jnp.sum(out_dot * cotangent) + jnp.sum(out * jax.lax.stop_gradient(out_dot))
+
+        return jax.grad(loss, argnums=(0, 1, 2))(*primals)
+
+    got = _jit(functools.partial(grad_of_tangent, kernel))(primals)
+    want = _jit(functools.partial(grad_of_tangent, reference))(primals)
+    for a, b in zip(got, want):
+        _assert_close(a, b, 1e-5)
+
+
 def test_dispatch_impls_agree_and_fall_back_with_warnings():
     (q, k, v), key_mask, _, _ = _inputs(jax.random.key(4), 2, 11, 11, 2, 32, jnp.float32, True)
     expected = _reference(q, k, v, key_mask, True)
