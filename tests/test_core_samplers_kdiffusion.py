@@ -29,7 +29,8 @@ def _load_kdiffusion_sampling():
     spec = importlib.util.find_spec("k_diffusion")
     if spec is None:
         pytest.skip(
-            "comparison with k-diffusion needs `pip install --no-deps k-diffusion==0.1.1.post1`"
+            "comparison with k-diffusion needs `pip install --no-deps k-diffusion==0.1.1.post1`",
+            allow_module_level=True,
         )
     for needed in ("torchdiffeq", "torchsde", "scipy", "tqdm"):
         pytest.importorskip(needed, reason=f"k_diffusion/sampling.py imports {needed}")
