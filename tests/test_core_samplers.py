@@ -340,6 +340,17 @@ def test_callback_sees_every_step_in_order():
     assert seen[0]["denoised"].shape == x.shape
 
 
+def test_reverse_sde_trajectory_starts_at_x_T_and_ends_at_the_sample():
+    mixture, vp = make_mixture(), processes.VP()
+    x = vp.prior_sample(jax.random.key(0), (4, 2))
+    out, xs = sde_samplers.euler_maruyama(
+        vp, mixture.denoise, x, key=jax.random.key(1), num_steps=5, return_trajectory=True
+    )
+    assert xs.shape == (6, 4, 2)
+    np.testing.assert_array_equal(xs[0], x)
+    np.testing.assert_array_equal(xs[-1], out)
+
+
 # --------------------------------------------------------------------------------------------------
 # Errors
 
