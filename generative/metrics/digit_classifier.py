@@ -113,8 +113,8 @@ def _train_step(params, opt_state, key, step, lr, images, labels):
 
 
 def _train(key, images, labels, num_steps):
-    # A Python loop over a jitted step: XLA:CPU runs these convolutions inside lax.scan or while
-    # loops about 50x slower than at the top level of a computation.
+    # A Python loop over a jitted step: inside lax.scan / fori_loop, XLA:CPU computes convolution
+    # weight gradients ~65x slower than at the top level (measured with jax 0.10.2).
     init_key, order_key = jax.random.split(key)
     params = DigitClassifier().init(init_key, images[:1])["params"]
     opt_state = _OPTIMIZER.init(params)
