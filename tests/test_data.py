@@ -1,5 +1,7 @@
 """Data: deterministic order, host sharding, digits split, synthetic moments, the tfds path."""
 
+import itertools
+
 import ml_collections
 import numpy as np
 import pytest
@@ -100,6 +102,18 @@ def test_digits_host_streams_are_their_shards_epoch_after_epoch():
             ]
         )[: 15 * batch]
         np.testing.assert_array_equal(got, expected)
+
+
+def test_start_step_equals_skipping_the_earlier_batches():
+    for config in (_config(name="digits"), _config(name="checkerboard")):
+        args = dict(split="train", batch_size=100, seed=2, process_index=1, process_count=2)
+        skipped = list(itertools.islice(create_dataset(config, **args), 13, 17))
+        started = _take(create_dataset(config, **args, start_step=13), 4)  # crosses epoch 1 -> 2
+        for a, b in zip(skipped, started):
+            np.testing.assert_array_equal(a["x"], b["x"])
+            np.testing.assert_array_equal(a["label"], b["label"])
+    with pytest.raises(ValueError, match="start_step"):
+        create_dataset(_config(name="digits"), split="train", batch_size=4, seed=0, start_step=-1)
 
 
 # -------------------------------------------------------------------------------------- synthetic
@@ -242,7 +256,8 @@ def test_tfds_mnist_under_mock_data():
             assert -1.0 <= batch["x"].min() and batch["x"].max() <= 1.0
             seen.append(batch["x"])
         np.testing.assert_array_equal(_sorted_rows(np.concatenate(seen)), _sorted_rows(images))
-        # Same seed, same order; flips mirror some images and leave the others.
+        # Same seed, same order; flips mirror some images and leave the others; resuming at a
+        # later step gives the same flipped batch as skipping to it.
         plain = next(create_dataset(config, split="train", batch_size=20, seed=5))["x"]
         again = next(create_dataset(config, split="train", batch_size=20, seed=5))["x"]
         np.testing.assert_array_equal(plain, again)
@@ -257,3 +272,8 @@ def test_tfds_mnist_under_mock_data():
         same = np.all(flipped == plain, axis=(1, 2, 3))
         mirrored = np.all(flipped == plain[:, :, ::-1], axis=(1, 2, 3))
         assert np.all(same | mirrored) and (~same).any() and (~mirrored).any()
+        flipped_config = _config(name="tfds", tfds_name="mnist", random_flip=True)
+        args = dict(split="train", batch_size=8, seed=5)
+        skipped = list(itertools.islice(create_dataset(flipped_config, **args), 3, 4))[0]
+        started = next(create_dataset(flipped_config, **args, start_step=3))
+        np.testing.assert_array_equal(skipped["x"], started["x"])

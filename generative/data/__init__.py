@@ -3,9 +3,9 @@
 ``data_config`` (an ml_collections ConfigDict or a dict) has a ``name`` in ``NAMES``:
 
 * ``moons``, ``swiss_roll``, ``eight_gaussians``, ``checkerboard``: 2-D toy sets
-  (generative.data.synthetic), drawn fresh from ``numpy.random.default_rng([seed, split,
-  process_index])`` (train 0, test 1), so hosts draw independent streams; label = mode index (0 for
-  the swiss roll).
+  (generative.data.synthetic); batch t is drawn from ``numpy.random.default_rng([seed, split,
+  process_index, t])`` (split: train 0, test 1), so hosts draw independent streams; label = mode
+  index (0 for the swiss roll).
 * ``digits``: scikit-learn's 8x8 digits with a fixed stratified split (generative.data.digits),
   shuffled and sharded per epoch (generative.data.pipeline).
 * ``tfds``: ``tfds_name`` (e.g. 'mnist'), optional ``random_flip`` (default False) and ``data_dir``
@@ -15,6 +15,7 @@
 ``batch_size`` examples per step (the global batch is ``batch_size * process_count``).
 """
 
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -51,15 +52,16 @@ def dataset_info(data_config: Mapping[str, Any]) -> dict:
     )
 
 
-def _synthetic_batches(name, *, split, batch_size, seed, process_index, process_count):
+def _synthetic_batches(name, *, split, batch_size, seed, process_index, process_count, start_step):
     pipeline.check_sharding(batch_size, process_index, process_count)
+    pipeline.check_start_step(start_step)
     if split not in _SYNTHETIC_SPLITS:
         raise ValueError(f"split must be one of {_SYNTHETIC_SPLITS} for {name!r}, got {split!r}")
-    rng = np.random.default_rng([seed, _SYNTHETIC_SPLITS.index(split), process_index])
+    stream_id = [seed, _SYNTHETIC_SPLITS.index(split), process_index]
 
     def stream():
-        while True:
-            x, label = synthetic.sample(name, rng, batch_size)
+        for step in itertools.count(start_step):
+            x, label = synthetic.sample(name, np.random.default_rng([*stream_id, step]), batch_size)
             yield {"x": x, "label": label}
 
     return stream()
@@ -73,11 +75,13 @@ def create_dataset(
     seed: int,
     process_index: int = 0,
     process_count: int = 1,
+    start_step: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless iterator of batches {'x': float32 [batch_size, ...], 'label': int32 [batch_size]}.
 
     The stream is a pure function of its arguments (config, split, batch size, seed, host index and
-    host count).
+    host count). ``start_step`` starts at that batch directly (for resuming): the result equals
+    ``itertools.islice(create_dataset(...), start_step, None)`` without drawing the skipped batches.
     Bad names, splits or sizes raise ValueError here, before the first batch.
     """
     name = _field(data_config, "name", NAMES)
@@ -89,6 +93,7 @@ def create_dataset(
             seed=seed,
             process_index=process_index,
             process_count=process_count,
+            start_step=start_step,
         )
     if name == "digits":
         images, labels = digits.load_split(split)
@@ -99,6 +104,7 @@ def create_dataset(
             seed=seed,
             process_index=process_index,
             process_count=process_count,
+            start_step=start_step,
         )
     return tfds_source.create_dataset(
         _field(data_config, "tfds_name"),
@@ -109,4 +115,5 @@ def create_dataset(
         process_count=process_count,
         random_flip=bool(_field(data_config, "random_flip", default=False)),
         data_dir=_field(data_config, "data_dir", default=None),
+        start_step=start_step,
     )

@@ -39,30 +39,45 @@ def shard_indices(
 
 
 def index_batches(
-    num_examples: int, *, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1
+    num_examples: int,
+    *,
+    batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    start_step: int = 0,
 ) -> Iterator[np.ndarray]:
     """Endless stream of index batches int64 [batch_size] over consecutive shuffled epochs.
 
-    The arguments are checked here, before the first batch is asked for.
+    Starts at batch ``start_step`` (computed directly, not by drawing the earlier batches). The
+    arguments are checked here, before the first batch is asked for.
     """
     check_sharding(batch_size, process_index, process_count, num_examples)
-    return _index_stream(num_examples, batch_size, seed, process_index, process_count)
+    check_start_step(start_step)
+    return _index_stream(num_examples, batch_size, seed, process_index, process_count, start_step)
 
 
-def _index_stream(num_examples, batch_size, seed, process_index, process_count):
-    pending = np.zeros((0,), np.int64)
-    epoch = 0
+def check_start_step(start_step: int):
+    if not isinstance(start_step, int | np.integer) or start_step < 0:
+        raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")
+
+
+def _index_stream(num_examples, batch_size, seed, process_index, process_count, start_step):
+    def shard(epoch):
+        return shard_indices(
+            num_examples,
+            seed=seed,
+            epoch=epoch,
+            process_index=process_index,
+            process_count=process_count,
+        )
+
+    epoch, offset = divmod(start_step * batch_size, num_examples // process_count)
+    pending = shard(epoch)[offset:]
     while True:
         while pending.size < batch_size:
-            shard = shard_indices(
-                num_examples,
-                seed=seed,
-                epoch=epoch,
-                process_index=process_index,
-                process_count=process_count,
-            )
-            pending = np.concatenate([pending, shard])
             epoch += 1
+            pending = np.concatenate([pending, shard(epoch)])
         yield pending[:batch_size]
         pending = pending[batch_size:]
 
@@ -82,11 +97,13 @@ def batches(
     process_index: int = 0,
     process_count: int = 1,
     flip: bool = False,
+    start_step: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Endless stream of ``fetch(indices)`` batches, images optionally flipped at random.
+    """Endless stream of ``fetch(indices)`` batches from batch ``start_step`` on, maybe flipped.
 
     ``fetch`` maps an index batch to ``{'x': float32 [B, H, W, C], 'label': int32 [B]}``. The flips
-    come from ``default_rng([seed, process_index, 1])``: the stream is a function of the arguments.
+    of batch t come from ``default_rng([seed, process_index, 1, t])``: the stream is a function of
+    the arguments, and starting at ``start_step`` gives the same batches as skipping to it.
     """
     indices = index_batches(
         num_examples,
@@ -94,10 +111,15 @@ def batches(
         seed=seed,
         process_index=process_index,
         process_count=process_count,
+        start_step=start_step,
     )
-    flip_rng = np.random.default_rng([seed, process_index, 1]) if flip else None
-    return (_flipped(flip_rng, fetch(i)) for i in indices)
 
+    def stream():
+        for step, batch_indices in enumerate(indices, start=start_step):
+            batch = fetch(batch_indices)
+            if flip:
+                rng = np.random.default_rng([seed, process_index, 1, step])
+                batch = dict(batch, x=random_flip(rng, batch["x"]))
+            yield batch
 
-def _flipped(rng: np.random.Generator | None, batch: dict) -> dict:
-    return batch if rng is None else dict(batch, x=random_flip(rng, batch["x"]))
+    return stream()

@@ -48,6 +48,7 @@ def create_dataset(
     process_count: int = 1,
     random_flip: bool = False,
     data_dir: str | None = None,
+    start_step: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless {'x': float32 [B, H, W, C], 'label': int32 [B]} batches of this host's shard."""
     import tensorflow_datasets as tfds
@@ -79,4 +80,5 @@ def create_dataset(
         process_index=process_index,
         process_count=process_count,
         flip=random_flip,
+        start_step=start_step,
     )
