@@ -116,11 +116,14 @@ def test_frechet_distance_closed_forms():
     mean1, mean2 = np.zeros(6), np.zeros(6)
     mean1[0], mean2[0] = mu1[0], mu2[0]
     np.testing.assert_allclose(frechet_distance(mean1, c1, mean2, c2), brute, rtol=1e-8)
-    # Identical statistics of a 64-d covariance with condition number 1.5e9: zero up to rounding
-    # of the small eigenvalues, ~ float64 eps x condition number relative to the trace.
-    m = rng.normal(size=(64, 64)) * np.logspace(-1, 2, 64)
-    cov, mean = m @ m.T, rng.normal(size=64)
-    assert abs(frechet_distance(mean, cov, mean, cov)) < 1e-8 * np.trace(cov)
+    # Identical statistics, ill-conditioned (condition number ~1e15) or rank-deficient: zero to
+    # float64 rounding (square roots of eigenvalues would leave errors ~ sqrt(eps) |C| instead).
+    mean = rng.normal(size=64)
+    ill = rng.normal(size=(64, 64)) * np.logspace(-4, 2, 64)
+    low_rank = rng.normal(size=(64, 50))
+    for m in (ill, low_rank):
+        cov = m @ m.T
+        assert abs(frechet_distance(mean, cov, mean, cov)) < 1e-12 * np.trace(cov)
 
 
 def test_fid_of_samples_and_bad_shapes():

@@ -2,10 +2,13 @@
 
 * Fréchet distance between N(mu1, C1) and N(mu2, C2) (Dowson and Landau 1982; FID, Heusel et al.
   2017): d^2 = |mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^{1/2}). C1 C2 is not symmetric, so instead of
-  a general matrix square root we use tr (C1 C2)^{1/2} = sum_i sqrt(lambda_i), lambda_i the
-  eigenvalues of the symmetric PSD matrix C1^{1/2} C2 C1^{1/2} (similar to C1 C2), with C1^{1/2}
-  from an eigendecomposition and negative rounding errors clipped to 0. All in float64 numpy (JAX
-  runs in float32 here; 2048-d statistics need the precision). Covariances use ddof = 1.
+  a general matrix square root we factor C_i = A_i^T A_i (eigendecomposition, negative rounding
+  clipped to 0): the eigenvalues of C1 C2 are those of M M^T with M = A1 A2^T, so
+  tr (C1 C2)^{1/2} is the sum of the singular values of M. Unlike square roots of eigenvalues,
+  singular values carry only absolute rounding errors of order eps |M|, so identical or
+  rank-deficient statistics (dead features) give 0 to about 1e-15 relative to the traces. All in
+  float64 numpy (JAX runs in float32 here; 2048-d statistics need the precision). Covariances use
+  ddof = 1.
 * Inception score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))), p(y) the split's mean of
   p(y|x); mean and standard deviation over ``num_splits`` equal splits.
 * Kernel inception distance (Binkowski et al. 2018): the unbiased MMD^2 with the cubic polynomial
@@ -35,9 +38,10 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(0), np.cov(features, rowvar=False)
 
 
-def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
-    eigenvalues, vectors = np.linalg.eigh(matrix)
-    return (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ vectors.T
+def _psd_factor(cov: np.ndarray) -> np.ndarray:
+    """A with A^T A = cov, from the eigendecomposition (negative rounding clipped to 0)."""
+    eigenvalues, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    return np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None] * vectors.T
 
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
@@ -50,10 +54,7 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
             f"expected mu [F] and cov [F, F] for both Gaussians, got {mu1.shape}, {cov1.shape}, "
             f"{mu2.shape}, {cov2.shape}"
         )
-    root1 = _psd_sqrt((cov1 + cov1.T) / 2)
-    middle = root1 @ cov2 @ root1
-    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
-    trace_sqrt = np.sum(np.sqrt(np.clip(eigenvalues, 0.0, None)))
+    trace_sqrt = np.linalg.svd(_psd_factor(cov1) @ _psd_factor(cov2).T, compute_uv=False).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_sqrt)
 
