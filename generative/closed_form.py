@@ -81,6 +81,7 @@ class GaussianMixture:
     def log_weights(self) -> jax.Array:
         return jnp.log(self.weights) - jnp.log(jnp.sum(self.weights))
 
+    @functools.partial(jax.jit, static_argnames="n")
     def sample(self, key: jax.Array, n: int) -> jax.Array:
         """n exact draws, [n, N]."""
         key_k, key_z = jax.random.split(key)
@@ -106,22 +107,26 @@ class GaussianMixture:
         solved = jnp.einsum("kij,...kj->...ki", u, proj / total)
         return log_normal, solved
 
+    @jax.jit
     def log_prob(self, x: jax.Array, sigma=0.0) -> jax.Array:
         """log p_sigma(x) of x = x0 + sigma n, x0 from the mixture; x [..., N] -> [...]."""
         log_normal, _ = self._posterior_terms(x, sigma)
         return jax.nn.logsumexp(self.log_weights + log_normal, axis=-1)
 
+    @jax.jit
     def score(self, x: jax.Array, sigma=0.0) -> jax.Array:
         """grad_x log p_sigma(x) = -sum_k w_k(x) (C_k + sigma^2 I)^{-1} (x - mu_k); x [..., N]."""
         log_normal, solved = self._posterior_terms(x, sigma)
         resp = jax.nn.softmax(self.log_weights + log_normal, axis=-1)
         return -jnp.einsum("...k,...ki->...i", resp, solved)
 
+    @jax.jit
     def denoise(self, x: jax.Array, sigma) -> jax.Array:
         """E[x0 | x0 + sigma n = x] = x + sigma^2 score(x, sigma) (Tweedie); x [..., N]."""
         var = _per_example(sigma, x.shape[:-1])[..., None] ** 2
         return x + var * self.score(x, sigma)
 
+    @jax.jit
     def marginal(self, process, t) -> "GaussianMixture":
         """The mixture of x_t = s(t) x0 + s(t) sigma(t) n in process coordinates (scalar t).
 
@@ -167,6 +172,7 @@ def pfgmpp_point_denoiser(points: jax.Array, D: float):
     n_dim = math.prod(event_shape)
     flat_points = points.reshape(points.shape[0], n_dim)
 
+    @jax.jit
     def denoise(x: jax.Array, sigma) -> jax.Array:
         if tuple(x.shape[1:]) != tuple(event_shape):
             raise ValueError(f"x must have shape [B, *{event_shape}], got {x.shape}")

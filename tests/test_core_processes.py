@@ -94,7 +94,7 @@ def test_pfgmpp_radius_is_beta_prime(n_dim, D):
 
 def test_pfgmpp_second_moment():
     """E|x - y|^2 = N sigma^2 D / (D - 2), within 5 Monte-Carlo standard errors (D = 16 > 4)."""
-    n_dim, D, sigma, n = 5, 16.0, 1.3, 100_000
+    n_dim, D, sigma, n = 5, 16.0, 1.3, 20_000
     x = PFGMpp(D=D).perturb(jax.random.key(2), jnp.zeros((n, n_dim)), sigma)
     sq = np.asarray(jnp.sum(x**2, -1), np.float64)
     expected = n_dim * sigma**2 * D / (D - 2)
@@ -116,11 +116,18 @@ def test_pfgmpp_large_D_is_gaussian():
 
 
 def test_perturb_per_example_sigma_and_prior():
-    sigma = jnp.array([0.0, 1.0, 3.0])
+    n = 20_000  # the batch size of the other PFGM++ draws: one gamma-sampler compilation
+    sigma = jnp.linspace(0.0, 3.0, n)
     for process in (EDM(), PFGMpp(D=8.0)):
-        x = process.perturb(jax.random.key(5), jnp.ones((3, 4, 4, 1)), sigma)
-        assert x.shape == (3, 4, 4, 1)
+        x = process.perturb(jax.random.key(5), jnp.ones((n, 2, 2, 1)), sigma)
+        assert x.shape == (n, 2, 2, 1)
         np.testing.assert_array_equal(x[0], 1.0)
+        # noise scales with each example's sigma: E|x - x0|^2 / sigma^2 is the same for both halves
+        ratio = jnp.sum((x[1:] - 1.0) ** 2, (1, 2, 3)) / sigma[1:] ** 2
+        half = (n - 1) // 2
+        low, high = np.asarray(ratio[:half]), np.asarray(ratio[half:])
+        se = math.sqrt(low.var() / low.size + high.var() / high.size)
+        assert abs(low.mean() - high.mean()) < 5 * se
     prior = VP().prior_sample(jax.random.key(6), (50_000,))
     assert abs(float(prior.std()) - 1.0) < 0.01  # N(0, I) up to e^{2l(1)} ~ 4e-5
     prior = Flow(sigma_max=math.inf).prior_sample(jax.random.key(6), (50_000,))
@@ -144,16 +151,16 @@ def test_score_from_denoiser_is_marginal_score(name):
     np.testing.assert_allclose(score(x, t), gm.marginal(process, t).score(x), rtol=2e-3, atol=1e-4)
     # per-example t, as samplers on a process use it
     per_t = score(x, jnp.full((6,), t))
-    np.testing.assert_allclose(per_t, score(x, t), rtol=1e-6)
+    np.testing.assert_allclose(per_t, score(x, t), rtol=1e-5)
 
 
 def test_processes_under_jit_vmap_grad():
     process = PFGMpp(D=32.0)
     x0 = jnp.ones((4, 3))
-    jitted = jax.jit(lambda p, k: p.perturb(k, x0, 0.5))(process, jax.random.key(0))
-    np.testing.assert_allclose(jitted, process.perturb(jax.random.key(0), x0, 0.5), atol=1e-6)
     keys = jax.random.split(jax.random.key(1), 5)
-    assert jax.vmap(lambda k: process.perturb(k, x0, 0.5))(keys).shape == (5, 4, 3)
+    batched = jax.jit(jax.vmap(lambda p, k: p.perturb(k, x0, 0.5), (None, 0)))(process, keys)
+    assert batched.shape == (5, 4, 3)
+    np.testing.assert_allclose(batched[1], process.perturb(keys[1], x0, 0.5), atol=1e-5)
     # reparameterised: d perturb / d sigma = (x - x0) / sigma
     x = process.perturb(jax.random.key(2), x0, 0.5)
     grad = jax.grad(lambda s: jnp.sum(process.perturb(jax.random.key(2), x0, s)))(0.5)
