@@ -24,7 +24,6 @@ import dataclasses
 import functools
 import math
 
-import chex
 import jax
 import jax.numpy as jnp
 
@@ -93,7 +92,8 @@ class GaussianMixture:
 
     def _posterior_terms(self, x, sigma):
         """log N(x; mu_k, C_k + sigma^2 I) [..., K] and (C_k + sigma^2 I)^{-1} (x - mu_k)."""
-        chex.assert_shape(x, (..., self.dim))
+        if x.ndim < 1 or x.shape[-1] != self.dim:
+            raise ValueError(f"x must have shape [..., N = {self.dim}], got {x.shape}")
         var = _per_example(sigma, x.shape[:-1]) ** 2
         lam, u = jnp.linalg.eigh(self.covs)  # [K, N], [K, N, N]
         diff = x[..., None, :] - self.means  # [..., K, N]
@@ -139,7 +139,8 @@ class GaussianMixture:
                 f"process must have a Gaussian perturbation kernel for a mixture marginal, "
                 f"got {process!r}"
             )
-        chex.assert_rank(t, 0)
+        if jnp.ndim(t) != 0:
+            raise ValueError(f"t must be a scalar, got shape {jnp.shape(t)}")
         s, std = process.scale(t), process.marginal_std(t)
         eye = jnp.eye(self.dim, dtype=self.covs.dtype)
         return GaussianMixture(self.weights, s * self.means, s**2 * self.covs + std**2 * eye)

@@ -112,6 +112,8 @@ def precondition(
         c_skip, c_out, c_in, c_noise = coefficients(sigma, **options)
         c_noise = jnp.broadcast_to(jnp.asarray(c_noise, x.dtype), x.shape[:1])
         out = raw_net(per_example(c_in, x) * x, c_noise, **cond)
+        if out.shape != x.shape:
+            raise ValueError(f"raw_net must return x's shape {x.shape}, got {out.shape}")
         return per_example(c_skip, x) * x + per_example(c_out, x) * out
 
     return denoise

@@ -23,9 +23,9 @@ References:
 import dataclasses
 import functools
 import math
+import numbers
 from collections.abc import Callable
 
-import chex
 import jax
 import jax.numpy as jnp
 
@@ -41,6 +41,12 @@ def per_example(value, x: jax.Array) -> jax.Array:
         f"sigma / t must be a scalar or have shape [B] = {x.shape[:1]} (batch of x), "
         f"got {value.shape}"
     )
+
+
+def _check_batched(x0: jax.Array, name: str = "x0") -> None:
+    """ValueError unless ``x0`` has a batch axis: shape [B, ...]."""
+    if jnp.ndim(x0) < 1:
+        raise ValueError(f"{name} must have shape [B, ...] (batch first), got {jnp.shape(x0)}")
 
 
 def _check_positive(**values) -> None:
@@ -84,7 +90,7 @@ class _GaussianKernel:
 
     def perturb(self, key: jax.Array, x0: jax.Array, sigma) -> jax.Array:
         """x0 + sigma n, n ~ N(0, I): an exact draw from the kernel at level sigma (unscaled)."""
-        chex.assert_rank(x0, {1, 2, 3, 4, 5})
+        _check_batched(x0)
         noise = jax.random.normal(key, x0.shape, x0.dtype)
         return x0 + per_example(sigma, x0) * noise
 
@@ -293,7 +299,7 @@ class PFGMpp(_EDMTime):
     sigma_data: float = 0.5
 
     def __post_init__(self):
-        if not (isinstance(self.D, (int, float)) and self.D > 0):
+        if not (isinstance(self.D, numbers.Real) and self.D > 0):
             raise ValueError(
                 f"D (PFGM++ augmentation dimension) must be a number > 0 or inf, got {self.D!r}"
             )
@@ -310,7 +316,7 @@ class PFGMpp(_EDMTime):
 
     def perturb(self, key: jax.Array, x0: jax.Array, sigma) -> jax.Array:
         """x0 + sigma z / sqrt(chi2_D / D), one chi2_D per example (row of x0); exact, in-graph."""
-        chex.assert_rank(x0, {1, 2, 3, 4, 5})
+        _check_batched(x0)
         key_z, key_chi2 = jax.random.split(key)
         z = jax.random.normal(key_z, x0.shape, x0.dtype)
         if self.gaussian:

@@ -135,3 +135,5 @@ def test_bad_inputs():
         pfgmpp_point_denoiser(gm.means, 4.0)(jnp.ones((4, 3)), 1.0)
     with pytest.raises(ValueError, match="Gaussian"):
         gm.marginal(PFGMpp(D=16.0), jnp.asarray(1.0))
+    with pytest.raises(ValueError, match="x must have shape"):
+        gm.denoise(jnp.ones((4, 3)), 1.0)

@@ -224,3 +224,11 @@ def test_make_loss_errors():
         losses.edm_loss(lambda x, s: x, jax.random.key(0), jnp.ones(5))
     with pytest.raises(ValueError, match="unknown preconditioning kind"):
         precondition(lambda x, c: x, "ddpm")
+
+
+def test_shape_mismatches_raise():
+    x0 = jnp.ones((4, 3))
+    with pytest.raises(ValueError, match="must return x0's shape"):
+        losses.edm_loss(lambda x, s: x[:, :2], jax.random.key(0), x0)
+    with pytest.raises(ValueError, match="raw_net must return x's shape"):
+        precondition(lambda x_in, c: x_in[:, :2], "edm")(x0, 1.0)

@@ -182,3 +182,5 @@ def test_bad_inputs():
         VP(beta_min=-0.1)
     with pytest.raises(ValueError, match=r"shape \[B\]"):
         EDM().perturb(jax.random.key(0), jnp.ones((4, 2)), jnp.ones(3))
+    with pytest.raises(ValueError, match="x0 must have shape"):
+        EDM().perturb(jax.random.key(0), jnp.ones(()), 1.0)
