@@ -31,10 +31,13 @@ training.num_steps    optimiser steps.
 training.accum_steps  micro-batches per step (gradient accumulation; 1 = none).
 training.label_dropout  probability of replacing a label by the null class (classifier-free
                         guidance).
-training.log_every    steps between JSON-lines / TensorBoard records of the train metrics.
+training.log_every    steps between JSON-lines / TensorBoard records of the train metrics (with
+                      steps_per_sec and images_per_sec over the steps since the last record).
 training.sample_every steps between PNG grids of EMA samples (samples_<step>.png in the workdir).
-training.eval_every   steps between evaluations (eval.*); 0 = only at the end.
-training.checkpoint_every  steps between orbax checkpoints (also at the end and on SIGTERM).
+training.eval_every   steps between evaluations (eval.*) logged as kind 'eval'.
+training.checkpoint_every  steps between orbax checkpoints (also on SIGTERM).
+                      For these four periods: > 0 also at the last step, 0 only at the last step,
+                      < 0 never.
 training.keep_checkpoints  checkpoints kept (the newest ones).
 training.num_grid_samples  samples in each PNG grid.
 sample.sampler    core sampler (generative.samplers.get_sampler) for the PNG grids and

@@ -33,8 +33,8 @@ def tiny_config(**training):
             batch_size=16,
             num_steps=6,
             log_every=1,
-            sample_every=0,
-            eval_every=0,
+            sample_every=-1,
+            eval_every=-1,
             checkpoint_every=3,
             num_grid_samples=16,
         )

@@ -3,12 +3,13 @@ progress bar, and every few steps log metrics (JSON lines, TensorBoard), write a
 evaluate and checkpoint.
 
 Determinism: step k uses the key fold_in(train_key, k) and the k-th batch of the data stream, which
-is a pure function of (config.data, config.seed, batch size, host); a resumed run skips the first k
-batches. So train, kill, resume reproduces the uninterrupted run (bitwise on CPU).
+is a pure function of (config.data, config.seed, batch size, host); a resumed run starts the stream
+at batch k (create_dataset's start_step). So train, kill, resume reproduces the uninterrupted run
+(bitwise on CPU).
 """
 
-import itertools
 import os
+import time
 
 import jax
 import ml_collections
@@ -74,15 +75,15 @@ class Experiment:
     def data(self, start_step: int):
         """This host's batches from step `start_step` on."""
         process_count = jax.process_count()
-        stream = create_dataset(
+        return create_dataset(
             self.config.data,
             split="train",
             batch_size=self.config.training.batch_size // process_count,
             seed=self.config.seed,
             process_index=jax.process_index(),
             process_count=process_count,
+            start_step=start_step,
         )
-        return itertools.islice(stream, start_step, None)
 
     def sample_fn(self, sampler=None, steps=None):
         return make_sample_fn(
@@ -110,8 +111,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
     batches = experiment.data(start)
     last = {}
+    window_start, window_time = start, time.perf_counter()
 
     def every(period, step):
+        """period > 0: every `period` steps and at the end; 0: only at the end; < 0: never."""
+        if period < 0:
+            return False
         return step == training.num_steps or (period > 0 and step % period == 0)
 
     with (
@@ -129,9 +134,18 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             progress.update(1)
             if every(training.log_every, done):
                 metrics = jax.device_get(metrics)
+                now = time.perf_counter()  # the window since the last record (the first compiles)
+                metrics["steps_per_sec"] = (done - window_start) / (now - window_time)
+                metrics["images_per_sec"] = metrics["steps_per_sec"] * training.batch_size
+                window_start, window_time = done, now
                 progress.set_postfix(loss=f"{float(metrics['loss']):.4f}")
                 writer.write(done, metrics, "train")
                 last.update(metrics)
+            if every(training.checkpoint_every, done) or termination.received:
+                experiment.checkpointer.save(done, state)
+            if termination.received:
+                logging.warning("SIGTERM: saved checkpoint %d and stopped", done)
+                break
             if every(training.sample_every, done):
                 grid = grid_fn(
                     state.ema_params,
@@ -139,7 +153,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     training.num_grid_samples,
                 )
                 save_png(os.path.join(workdir, f"samples_{done:07d}.png"), grid)
-            if training.eval_every > 0 and every(training.eval_every, done):
+                window_start, window_time = done, time.perf_counter()
+            if every(training.eval_every, done):
                 samples = eval_fn(
                     state.ema_params,
                     jax.random.fold_in(experiment.eval_key, done),
@@ -148,11 +163,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 results = evaluation.evaluate_samples(config, samples, experiment.eval_key)
                 writer.write(done, results, "eval")
                 last.update(results)
-            if every(training.checkpoint_every, done) or termination.received:
-                experiment.checkpointer.save(done, state)
-            if termination.received:
-                logging.warning("SIGTERM: saved checkpoint %d and stopped", done)
-                break
+                window_start, window_time = done, time.perf_counter()
     writer.close()
     experiment.checkpointer.close()
     return last
