@@ -146,6 +146,43 @@ class GaussianMixture:
         return GaussianMixture(self.weights, s * self.means, s**2 * self.covs + std**2 * eye)
 
 
+def _point_kernel_log_density(points: jax.Array, D: float):
+    """log p_r(x | y_i) for every point, [B, M], as a function of (x [B, *event], sigma).
+
+    Multivariate Student-t with D degrees of freedom and scale sigma (the PFGM++ kernel):
+      log p = lgamma((N+D)/2) - lgamma(D/2) - N/2 log(pi D sigma^2)
+              - (N+D)/2 log1p(|x - y_i|^2 / (D sigma^2)),
+    and N(y_i, sigma^2 I) for D = inf.
+    """
+    D = float(D)
+    if not D > 0:
+        raise ValueError(f"D (PFGM++ augmentation dimension) must be > 0 or inf, got {D}")
+    points = jnp.asarray(points)
+    event_shape = points.shape[1:]
+    n_dim = math.prod(event_shape)
+    flat_points = points.reshape(points.shape[0], n_dim)
+
+    def log_density(x: jax.Array, sigma) -> jax.Array:
+        if tuple(x.shape[1:]) != tuple(event_shape):
+            raise ValueError(f"x must have shape [B, *{event_shape}], got {x.shape}")
+        flat_x = x.reshape(x.shape[0], n_dim)
+        var = _per_example(sigma, x.shape[:1])[:, None] ** 2  # [B, 1]
+        dist2 = jnp.sum((flat_x[:, None, :] - flat_points[None]) ** 2, -1)  # [B, M]
+        if math.isinf(D):
+            return -dist2 / (2 * var) - 0.5 * n_dim * jnp.log(2 * math.pi * var)
+        # the constant in float64 on the host: lgamma's difference cancels badly for large D
+        log_norm = (
+            math.lgamma(0.5 * (n_dim + D))
+            - math.lgamma(0.5 * D)
+            - 0.5 * n_dim * math.log(math.pi * D)
+        )
+        return (
+            log_norm - 0.5 * n_dim * jnp.log(var) - 0.5 * (n_dim + D) * jnp.log1p(dist2 / (D * var))
+        )
+
+    return flat_points, log_density
+
+
 def pfgmpp_point_denoiser(points: jax.Array, D: float):
     """The exact optimal denoiser of the point set ``points`` under the PFGM++ kernel.
 
@@ -165,26 +202,26 @@ def pfgmpp_point_denoiser(points: jax.Array, D: float):
     Returns:
       denoise(x, sigma) with x [B, *event], sigma > 0 a scalar or [B]; memory O(B M N).
     """
-    D = float(D)
-    if not D > 0:
-        raise ValueError(f"D (PFGM++ augmentation dimension) must be > 0 or inf, got {D}")
-    points = jnp.asarray(points)
-    event_shape = points.shape[1:]
-    n_dim = math.prod(event_shape)
-    flat_points = points.reshape(points.shape[0], n_dim)
+    flat_points, log_density = _point_kernel_log_density(points, D)
 
     @jax.jit
     def denoise(x: jax.Array, sigma) -> jax.Array:
-        if tuple(x.shape[1:]) != tuple(event_shape):
-            raise ValueError(f"x must have shape [B, *{event_shape}], got {x.shape}")
-        flat_x = x.reshape(x.shape[0], n_dim)
-        var = _per_example(sigma, x.shape[:1])[:, None] ** 2  # [B, 1]
-        dist2 = jnp.sum((flat_x[:, None, :] - flat_points[None]) ** 2, -1)  # [B, M]
-        if math.isinf(D):
-            logits = -dist2 / (2 * var)
-        else:
-            logits = -0.5 * (n_dim + D) * jnp.log1p(dist2 / (D * var))
-        weights = jax.nn.softmax(logits, axis=-1)
+        weights = jax.nn.softmax(log_density(x, sigma), axis=-1)
         return (weights @ flat_points).reshape(x.shape).astype(x.dtype)
 
     return denoise
+
+
+def pfgmpp_point_log_prob(points: jax.Array, D: float):
+    """log p_sigma(x) = log mean_i p_r(x | y_i) of the point set under the PFGM++ kernel (exact).
+
+    Returns log_prob(x, sigma) -> [B] with x [B, *event], sigma > 0 a scalar or [B].
+    """
+    _, log_density = _point_kernel_log_density(points, D)
+
+    @jax.jit
+    def log_prob(x: jax.Array, sigma) -> jax.Array:
+        log_p = log_density(x, sigma)
+        return jax.nn.logsumexp(log_p, axis=-1) - math.log(log_p.shape[-1])
+
+    return log_prob

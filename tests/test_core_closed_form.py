@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from generative.closed_form import GaussianMixture, pfgmpp_point_denoiser
+from generative.closed_form import GaussianMixture, pfgmpp_point_denoiser, pfgmpp_point_log_prob
 from generative.processes import PFGMpp, get_process
 
 
@@ -119,6 +119,30 @@ def test_point_denoiser_is_optimal_under_pfgmpp_kernel():
 
     assert jnp.max(z_scores(pfgmpp_point_denoiser(points, d))) < 5
     assert jnp.max(z_scores(pfgmpp_point_denoiser(points, math.inf))) > 10
+
+
+def test_point_log_prob_normalised_and_gaussian_limit():
+    points = jnp.array([[-1.0, 0.0], [1.0, 0.5], [0.0, -1.5]])
+    grid = jnp.linspace(-60.0, 60.0, 1201)  # heavy tails: mass beyond |x| = 60 is ~1e-4 at D = 4
+    pts = jnp.stack(jnp.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
+    for d in (4.0, 128.0, math.inf):
+        mass = (
+            jnp.sum(jnp.exp(pfgmpp_point_log_prob(points, d)(pts, 0.8))) * (grid[1] - grid[0]) ** 2
+        )
+        np.testing.assert_allclose(mass, 1.0, atol=1e-3)
+    atoms = GaussianMixture(jnp.ones(3), points, jnp.zeros((3, 2, 2)))
+    x = jax.random.normal(jax.random.key(9), (5, 2))
+    sigma = jnp.array([0.3, 0.6, 1.0, 2.0, 5.0])
+    gaussian = atoms.log_prob(x, sigma)
+    np.testing.assert_allclose(
+        pfgmpp_point_log_prob(points, math.inf)(x, sigma), gaussian, atol=1e-5
+    )
+    errors = [
+        float(jnp.max(jnp.abs(pfgmpp_point_log_prob(points, d)(x, sigma) - gaussian)))
+        for d in (8.0, 1e3, 1e6)
+    ]
+    # the gap shrinks like 1/D
+    assert errors[1] < errors[0] / 10 and errors[2] < errors[1] / 300, errors
 
 
 def test_bad_inputs():
