@@ -245,12 +245,12 @@ def test_biased_sampler_is_caught_by_the_moment_check():
 
 @pytest.mark.parametrize("method", ["euler_maruyama", "predictor_corrector"])
 def test_reverse_sde_on_vp_matches_mixture_moments(method):
-    """500 steps on the VP SDE; the result at t_min = 1e-3 is divided by s(t_min) and carries noise
+    """250 steps on the VP SDE; the result at t_min = 1e-3 is divided by s(t_min) and carries noise
     of level sigma(t_min) ~ 0.01, whose effect (variance 1e-4) is far below the error bars."""
     mixture, process = make_mixture(), processes.VP()
     sampler = getattr(sde_samplers, method)
     x = process.prior_sample(jax.random.key(0), (4000, 2))
-    run = jax.jit(lambda x, key: sampler(process, mixture.denoise, x, key=key, num_steps=500))
+    run = jax.jit(lambda x, key: sampler(process, mixture.denoise, x, key=key, num_steps=250))
     x = run(x, jax.random.key(1)) / process.scale(process.t_min)
     assert_matches_mixture(mixture, x)
 
@@ -303,7 +303,7 @@ def test_shard_map_over_8_devices_equals_one_device():
     def pc(x, index, axis_name=None):
         vp = processes.VP()
         return sde_samplers.predictor_corrector(
-            vp, mixture.denoise, x, key=key, num_steps=8, sample_index=index, axis_name=axis_name
+            vp, mixture.denoise, x, key=key, num_steps=4, sample_index=index, axis_name=axis_name
         )
 
     for fn, sharded_fn in [

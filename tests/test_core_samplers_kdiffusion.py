@@ -110,8 +110,8 @@ def test_matches_k_diffusion(setup, monkeypatch, name, k_name, options):
             k_options["noise_sampler"] = noise_sampler
         theirs = k_sampler(
             _torch_model(mixture.denoise),
-            torch.from_numpy(x),
-            torch.from_numpy(sigmas),
+            torch.from_numpy(np.array(x)),
+            torch.from_numpy(np.array(sigmas)),
             disable=True,
             **k_options,
         )
