@@ -28,7 +28,8 @@ Shared conventions:
 Options every sampler accepts besides its own:
 
 * ``callback``: called on the host (``jax.debug.callback``) once per step with a dict of
-  k-diffusion's keys ``x`` (before the step), ``i``, ``sigma``, ``sigma_hat``, ``denoised``.
+  k-diffusion's keys ``x`` (the iterate the denoiser sees, after any churn), ``i``, ``sigma``,
+  ``sigma_hat``, ``denoised``.
 * ``return_trajectory``: if True return ``(x, xs)`` with ``xs[i]`` the iterate at ``sigmas[i]``,
   shape [n + 1, B, ...].
 * ``checks``: if True raise ``FloatingPointError`` naming the first step whose output is not finite
