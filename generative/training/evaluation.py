@@ -13,6 +13,7 @@ weights.
 """
 
 import functools
+import os
 
 import jax
 import ml_collections
@@ -26,9 +27,16 @@ CONFIDENCE = 0.9
 MMD_BANDWIDTHS = (0.1, 0.3, 1.0)
 
 
+CLASSIFIER_CACHE = os.environ.get(
+    "GENERATIVE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "generative")
+)
+
+
 @functools.cache
 def _classifier(seed: int = 0):
-    return digit_classifier.train_digit_classifier(seed)
+    """The digit classifier, trained once per machine and cached in $GENERATIVE_CACHE (default
+    ~/.cache/generative) so every evaluation scores in the same feature space."""
+    return digit_classifier.train_digit_classifier(seed, cache_dir=CLASSIFIER_CACHE)
 
 
 def digit_metrics(samples: np.ndarray, classifier_seed: int = 0) -> dict:
