@@ -10,6 +10,12 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost",
+    False,
+    "Call jax.distributed.initialize() first (multi-host GPU clusters and TPU pod slices; run the "
+    "same command on every host).",
+)
 
 
 def run(config, workdir: str) -> dict:
@@ -26,6 +32,10 @@ def run(config, workdir: str) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _MULTIHOST.value:
+        import jax
+
+        jax.distributed.initialize()
     metrics = run(_CONFIG.value, _WORKDIR.value)
     logging.info("final metrics: %s", metrics)
 
