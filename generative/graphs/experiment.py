@@ -32,6 +32,8 @@ import tqdm
 
 from generative.graphs import batching, conditioning, datasets, digress
 from generative.graphs.transformer import GraphTransformer
+from generative.training.ema import ema_update
+from generative.training.writers import MetricWriter
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -262,11 +264,6 @@ class _Continuous:
 # ------------------------------------------------------------------------------- train / eval
 
 
-def _write_jsonl(path, record):
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
 def train(config, workdir, method, data, log=print):
     """Train with AdamW + EMA; resumes from <workdir>/checkpoint.msgpack. Returns EMA params."""
     key = jax.random.key(config.seed)
@@ -309,7 +306,7 @@ def train(config, workdir, method, data, log=print):
         params = optax.apply_updates(state["params"], updates)
         # EMA with the usual warm-up, so that short runs do not average in the initialisation
         d = jnp.minimum(config.train.ema_decay, (1.0 + state["step"]) / (10.0 + state["step"]))
-        ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state["ema"], params)
+        ema = ema_update(state["ema"], params, d)
         return {"params": params, "ema": ema, "opt": opt, "step": state["step"] + 1}, loss
 
     def save(state):
@@ -318,28 +315,28 @@ def train(config, workdir, method, data, log=print):
             f.write(flax.serialization.to_bytes(state))
         os.replace(tmp, ckpt_path)
 
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    writer = MetricWriter(workdir, tensorboard=False)
     start, losses, t0 = int(state["step"]), [], time.time()
     bar = tqdm.trange(start, config.train.steps, desc="train", disable=start >= config.train.steps)
     deadline = time.time() + 60 * config.train.time_limit_minutes
     for i in bar:
         if config.train.time_limit_minutes and time.time() > deadline:
             log(f"time limit of {config.train.time_limit_minutes} minutes reached at step {i}")
-            _write_jsonl(metrics_path, {"kind": "stop", "step": i, "reason": "time_limit"})
+            writer.write(i, {"reason": "time_limit"}, kind="stop")
             break
         state, loss = step(state, jax.random.fold_in(key, i + 1))
-        losses.append(float(loss))
+        losses.append(loss)  # a device array: no host sync on every step
         if (i + 1) % config.train.log_every == 0 or i + 1 == config.train.steps:
             record = {
-                "step": i + 1,
-                "loss": float(np.mean(losses)),
+                "loss": float(np.mean(jax.device_get(losses))),
                 "steps_per_s": len(losses) / (time.time() - t0),
             }
-            _write_jsonl(metrics_path, {"kind": "train", **record})
+            writer.write(i + 1, record, kind="train")
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             losses, t0 = [], time.time()
         if (i + 1) % config.train.checkpoint_every == 0:
             save(state)
+    writer.close()
     if int(state["step"]) > start:
         save(state)
     return state["ema"]
