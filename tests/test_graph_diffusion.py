@@ -221,6 +221,18 @@ def test_requested_vs_achieved_statistics():
     assert report["clustering_mae"] == pytest.approx(0.0)
 
 
+def test_generation_requests_are_the_statistics_of_real_test_graphs():
+    from generative.graphs import experiment
+
+    test = [nx.complete_graph(4), nx.cycle_graph(6), nx.path_graph(3)]  # degree 3, 2, 4/3
+    for domain, g in enumerate(test):
+        g.graph["domain"] = domain
+    requests = experiment._requests({"test": test}, 50, np.random.default_rng(0))
+    for d, n, degree in zip(requests["domain"], requests["num_nodes"], requests["average_degree"]):
+        assert (n, degree) == (len(test[d]), 2 * test[d].number_of_edges() / len(test[d]))
+    assert set(requests["domain"]) == {0, 1, 2}
+
+
 # -------------------------------------------------------------------------- the experiment
 
 

@@ -342,15 +342,13 @@ def train(config, workdir, method, data, log=print):
     return state["ema"]
 
 
-def _requests(config, splits, count_probs_by_domain, num, rng):
-    """Conditions for generation: the statistics of test graphs, with node counts drawn from the
-    training distribution of their domain."""
+def _requests(splits, num, rng):
+    """Conditions for generation: domain, node count, average degree and clustering of held-out
+    test graphs, so that every request is a combination some real graph has."""
     test = [splits["test"][i] for i in rng.integers(0, len(splits["test"]), num)]
     stats = conditioning.graph_statistics(test)
     domains = np.array([g.graph["domain"] for g in test])
-    counts = np.array(
-        [rng.choice(len(count_probs_by_domain[d]), p=count_probs_by_domain[d]) for d in domains]
-    )
+    counts = np.array([g.number_of_nodes() for g in test])
     return {"domain": domains, "num_nodes": counts, **stats}
 
 
@@ -433,11 +431,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     results = {"config": config.to_dict()}
 
     if config.condition.enabled:
-        by_domain = []
-        for d in range(len(datasets.MIXTURE_DOMAINS)):
-            dom_sizes = [g.number_of_nodes() for g in splits["train"] if g.graph["domain"] == d]
-            by_domain.append(digress.node_count_distribution(dom_sizes or [1], max_nodes))
-        requests = _requests(config, splits, by_domain, num, rng)
+        requests = _requests(splits, num, rng)
         runs = {
             f"guided w={config.condition.guidance:g}": dict(guidance=config.condition.guidance),
             "conditional w=0": dict(guidance=0.0),
