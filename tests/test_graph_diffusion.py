@@ -1,6 +1,8 @@
 """DiGress discrete diffusion and continuous adjacency diffusion: exact math, short training."""
 
 import functools
+import importlib
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -234,6 +236,19 @@ def test_generation_requests_are_the_statistics_of_real_test_graphs():
 
 
 # -------------------------------------------------------------------------- the experiment
+
+
+CONFIG_DIR = Path(__file__).parents[1] / "configs"
+GRAPH_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("graph_*.py") if p.stem != "graph_base")
+
+
+@pytest.mark.parametrize("name", GRAPH_CONFIGS)
+def test_graph_configs_are_complete(name):
+    from generative.graphs import experiment
+
+    config = importlib.import_module(f"configs.{name}").get_config()
+    assert config.experiment == "graph"
+    experiment.check_config(config)
 
 
 def test_experiment_config_errors():
