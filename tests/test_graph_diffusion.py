@@ -268,6 +268,10 @@ def test_experiment_config_errors():
     del bad.eval["kernel"]
     with pytest.raises(ValueError, match="config.eval.kernel is missing"):
         experiment.check_config(bad)
+    bad = importlib.import_module("configs.graph_pfgmpp_comm20").get_config()
+    bad.continuous.process.D = 2048
+    with pytest.raises(ValueError, match="loss.D and config.continuous.process.D must agree"):
+        experiment.check_config(bad)
     bad = config.copy_and_resolve_references()
     bad.condition.enabled = True
     with pytest.raises(ValueError, match="mixture"):

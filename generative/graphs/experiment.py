@@ -131,6 +131,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.train.steps < 0 or config.train.batch_size < 1:
         raise ValueError("config.train.steps must be >= 0 and config.train.batch_size >= 1")
+    loss, process = config.continuous.loss, config.continuous.process
+    if loss.name == "pfgmpp" and process.name == "pfgmpp" and loss.get("D") != process.get("D"):
+        raise ValueError(
+            "config.continuous.loss.D and config.continuous.process.D must agree (training and "
+            f"sampling use one PFGM++ kernel), got {loss.get('D')} and {process.get('D')}"
+        )
     if config.eval.validity not in ("", "planar", "sbm"):
         raise ValueError(
             f"config.eval.validity must be '', 'planar' or 'sbm', got {config.eval.validity!r}"
