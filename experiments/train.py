@@ -1,11 +1,11 @@
 """Train a model: `python -m experiments.train --config configs/NAME.py --workdir DIR`.
 
 Any config field can be overridden on the command line (`--config.optim.lr=2e-4`). Re-running the
-same command resumes from the newest checkpoint in DIR. Configs with experiment='graph' go to
-generative.graphs.experiment.
+same command resumes from the newest checkpoint in DIR; SIGTERM and Ctrl-C checkpoint and stop.
+Every config (images, points, graphs) runs through the one loop, generative.training.loop.
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
@@ -19,11 +19,7 @@ _MULTIHOST = flags.DEFINE_bool(
 
 
 def run(config, workdir: str) -> dict:
-    """Trains the experiment `config` in `workdir` and returns its last metrics."""
-    if config.get("experiment", "diffusion") == "graph":
-        from generative.graphs import experiment
-
-        return experiment.run(config, workdir)
+    """Trains the run `config` in `workdir` (any task) and returns its last metrics."""
     from generative.training.loop import train
 
     return train(config, workdir)
@@ -36,10 +32,12 @@ def main(argv):
         import jax
 
         jax.distributed.initialize()
-    metrics = run(_CONFIG.value, _WORKDIR.value)
-    logging.info("final metrics: %s", metrics)
+    run(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config", "workdir"])
+    from generative.training.config_overrides import exit_on_bad_config_overrides
+
+    exit_on_bad_config_overrides()  # unknown --config.FIELD or missing file: one line, exit 2
     app.run(main)
