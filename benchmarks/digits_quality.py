@@ -20,8 +20,9 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from generative.training.checkpoint import load_run
 from generative.training.evaluation import digit_metrics
-from generative.training.loop import Experiment, train
+from generative.training.loop import train
 from generative.training.writers import read_metrics
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -41,13 +42,16 @@ def main(argv):
     records = [r for r in read_metrics(workdir) if r["kind"] == "train"]
     steps_per_sec = float(np.median([r["steps_per_sec"] for r in records[1:]] or [np.nan]))
 
-    experiment = Experiment(config, workdir)
-    state = experiment.restore()
-    sample_fn = experiment.sample_fn("heun", 18)
+    run = load_run(workdir)
+    state = run.state
+
+    def sample(key):
+        return run.task.sample(run.params, key, _NUM.value, sampler="heun", steps=18)
+
     key = jax.random.PRNGKey(2026)
-    sample_fn(state.ema_params, jax.random.fold_in(key, 1), _NUM.value)  # compile
+    sample(jax.random.fold_in(key, 1))  # compile
     start = time.perf_counter()
-    samples = sample_fn(state.ema_params, key, _NUM.value)
+    samples = sample(key)
     samples_per_sec = _NUM.value / (time.perf_counter() - start)
     metrics = digit_metrics(samples)
     histogram = np.asarray(metrics["class_histogram"])

@@ -11,16 +11,11 @@ from configs.digits_edm import get_config as digits_edm_config
 
 def get_config():
     config = digits_edm_config()
-    config.precond = ml_collections.ConfigDict({"kind": "ve"})
-    config.loss = ml_collections.ConfigDict(
-        {
-            "name": "dsm",
-            "process": "ve",
-            "process_kwargs": {"sigma_min": 0.01, "sigma_max": 50.0},
-            "weighting": "score_sde",
-            "eps": 1e-5,
-        }
+    config.process = ml_collections.ConfigDict({"name": "ve", "sigma_min": 0.01, "sigma_max": 50.0})
+    config.task.precond = ml_collections.ConfigDict({"name": "ve"})
+    config.task.loss = ml_collections.ConfigDict(
+        {"name": "dsm", "weighting": "score_sde", "eps": 1e-5}
     )
     config.sample.schedule = "exponential"
-    config.sample.schedule_options = {"sigma_min": 0.01, "sigma_max": 50.0}
+    config.sample.schedule_options = {}
     return config

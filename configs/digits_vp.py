@@ -11,12 +11,13 @@ from configs.digits_edm import get_config as digits_edm_config
 
 def get_config():
     config = digits_edm_config()
-    config.precond = ml_collections.ConfigDict(
-        {"kind": "vp", "beta_d": 19.9, "beta_min": 0.1, "M": 1000}
+    config.process = ml_collections.ConfigDict(
+        {"name": "vp", "beta_min": 0.1, "beta_max": 20.0, "eps": 1e-3}
     )
-    config.loss = ml_collections.ConfigDict(
-        {"name": "dsm", "process": "vp", "weighting": "score_sde", "eps": 1e-5}
+    config.task.precond = ml_collections.ConfigDict({"name": "vp", "M": 1000})
+    config.task.loss = ml_collections.ConfigDict(
+        {"name": "dsm", "weighting": "score_sde", "eps": 1e-5}
     )
     config.sample.schedule = "vp"
-    config.sample.schedule_options = {"beta_d": 19.9, "beta_min": 0.1, "eps_s": 1e-3}
+    config.sample.schedule_options = {}
     return config

@@ -10,8 +10,8 @@ from configs.graph_base import cpu_config
 
 def get_config():
     config = cpu_config("digress", "comm20")
-    config.digress.num_steps = 500
-    config.train.time_limit_minutes = 25.0
-    config.train.batch_size = 32
+    config.task.num_steps = 500
+    config.training.time_limit_minutes = 25.0
+    config.training.batch_size = 32
     config.eval.num_samples = 64
     return config

@@ -11,14 +11,15 @@ from configs.graph_base import cpu_config
 
 def get_config():
     config = cpu_config("digress", "planar")
-    config.digress.num_steps = 100  # DiGress: 1000; 100 keeps CPU sampling to minutes
-    config.digress.vlb_samples = 4
-    config.train.time_limit_minutes = 20.0
-    config.train.batch_size = 16
-    config.train.log_every = 50
+    config.task.num_steps = 100  # DiGress: 1000; 100 keeps CPU sampling to minutes
+    config.task.vlb_samples = 4
+    config.training.time_limit_minutes = 20.0
+    config.training.batch_size = 16
+    config.training.log_every = 50
     config.eval.num_samples = 40
     config.eval.batch_size = 20
     config.eval.kernel = "gaussian_tv"
     config.eval.descriptors = ("degree", "clustering", "orbit", "spectral")
+    config.eval.evaluators = ("graph_mmd", "graph_vun", "digress_nll")
     config.eval.validity = "planar"
     return config

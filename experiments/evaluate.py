@@ -1,4 +1,4 @@
-"""Metrics of a trained run's EMA samples (generative.training.evaluation), printed as JSON and
+"""Metrics of a trained run's EMA samples (the evaluators of its config), printed as JSON and
 written to DIR/eval_<step>.json:
 
     python -m experiments.evaluate --workdir DIR [--num 1000 --sampler heun --steps 18]
@@ -10,8 +10,8 @@ import os
 import jax
 from absl import app, flags
 
-from experiments.common import load_run
-from generative.training.evaluation import evaluate_samples
+from generative.training.checkpoint import load_run
+from generative.training.loop import evaluate
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a trained run.")
 _NUM = flags.DEFINE_integer("num", None, "Number of samples (default: config.eval.num_samples).")
@@ -24,15 +24,14 @@ _STEP = flags.DEFINE_integer("checkpoint", None, "Checkpoint step (default: the 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    experiment, state = load_run(_WORKDIR.value, _STEP.value)
-    config = experiment.config
-    sample_fn = experiment.sample_fn(
-        _SAMPLER.value or config.eval.sampler, _STEPS.value or config.eval.steps
-    )
+    run = load_run(_WORKDIR.value, _STEP.value)
     key = jax.random.PRNGKey(_SEED.value)
-    samples = sample_fn(state.ema_params, key, _NUM.value or config.eval.num_samples)
-    metrics = dict(step=int(state.step), **evaluate_samples(config, samples, key))
-    with open(os.path.join(_WORKDIR.value, f"eval_{int(state.step):07d}.json"), "w") as f:
+    metrics = evaluate(
+        run.task, run.config, run.params, key, num=_NUM.value, sampler=_SAMPLER.value,
+        steps=_STEPS.value,
+    )  # fmt: skip
+    metrics = dict(step=int(run.state.step), **metrics)
+    with open(os.path.join(_WORKDIR.value, f"eval_{int(run.state.step):07d}.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     print(json.dumps(metrics, indent=2))
 

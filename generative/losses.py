@@ -31,7 +31,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from generative.processes import EDM, PFGMpp, get_process, per_example
+from generative.processes import EDM, PFGMpp, per_example, process_name_of
 
 Denoiser = Callable[..., jax.Array]
 
@@ -185,43 +185,63 @@ def flow_matching_loss(
 
 
 _LOSSES = {
-    "edm": (edm_loss, ()),
-    "pfgmpp": (pfgmpp_loss, ("D",)),
-    "dsm": (dsm_loss, ("process",)),
-    "flow_matching": (flow_matching_loss, ()),
+    "edm": edm_loss,
+    "pfgmpp": pfgmpp_loss,
+    "dsm": dsm_loss,
+    "flow_matching": flow_matching_loss,
 }
 
+# The processes each loss trains under (config.process.name).
+LOSS_PROCESSES = {
+    "edm": ("edm",),
+    "pfgmpp": ("pfgmpp",),
+    "dsm": ("vp", "subvp", "ve"),
+    "flow_matching": ("flow",),
+}
 
-def make_loss(config) -> Callable[..., jax.Array]:
-    """Build loss(denoise, key, x0, **cond) -> [B] from ``config.loss`` (or a loss config itself).
+# Loss keywords that are constants of the process: make_loss takes them from it, never from the
+# loss config (one owner, so training, preconditioning and sampling cannot disagree).
+PROCESS_OWNED = ("sigma_data", "D", "process", "process_kwargs")
 
-    Fields: ``name`` in {'edm', 'pfgmpp', 'dsm', 'flow_matching'}, then the keyword options of that
-    loss (e.g. p_mean, p_std, sigma_data; pfgmpp: D (required); dsm: process (required, a name for
-    ``get_process``), process_kwargs (dict), weighting, eps; flow_matching: t_sampling, ...).
-    Missing required or unknown fields raise ValueError.
+
+def make_loss(loss_config, process) -> Callable[..., jax.Array]:
+    """Build loss(denoise, key, x0, **cond) -> [B] from a loss config and the process.
+
+    ``loss_config.name`` is one of 'edm', 'pfgmpp', 'dsm', 'flow_matching'; its other fields are
+    that loss's keyword options (p_mean, p_std, reduce; dsm: weighting, eps; flow_matching:
+    t_sampling, ...). The process's constants are filled in from ``process``: sigma_data (edm,
+    pfgmpp), D (pfgmpp) and the SDE itself (dsm). Unknown fields, fields the process owns and a
+    process the loss does not train under raise ValueError.
     """
-    loss_config = config.loss if "loss" in config else config
     fields = dict(loss_config)
     name = fields.pop("name", None)
     if name not in _LOSSES:
-        raise ValueError(f"config.loss.name must be one of {sorted(_LOSSES)}, got {name!r}")
-    loss_fn, required = _LOSSES[name]
-    missing = [field for field in required if field not in fields]
-    if missing:
-        raise ValueError(f"config.loss for {name!r} is missing required field(s) {missing}")
-    if name == "dsm":
-        process_kwargs = dict(fields.pop("process_kwargs", {}))
-        fields["process"] = get_process(fields.pop("process"), **process_kwargs)
-    if name == "pfgmpp":
-        fields["D"] = float(fields["D"])
-        if not fields["D"] > 0:
-            raise ValueError(f"config.loss.D must be > 0 or inf, got {fields['D']}")
+        raise ValueError(f"loss name must be one of {sorted(_LOSSES)}, got {name!r}")
+    process_name = process_name_of(process)
+    if process_name not in LOSS_PROCESSES[name]:
+        raise ValueError(
+            f"the {name!r} loss trains under process {LOSS_PROCESSES[name]}, got process "
+            f"{process_name!r}"
+        )
+    owned = sorted(set(fields) & set(PROCESS_OWNED))
+    if owned:
+        raise ValueError(
+            f"loss field(s) {owned} belong to the process: set them in config.process instead"
+        )
+    loss_fn = _LOSSES[name]
     known = {
         p.name for p in inspect.signature(loss_fn).parameters.values() if p.kind is p.KEYWORD_ONLY
     }
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ValueError(
-            f"config.loss has unknown field(s) {unknown} for {name!r}; known: {sorted(known)}"
+            f"loss config has unknown field(s) {unknown} for {name!r}; known: "
+            f"{sorted(known - set(PROCESS_OWNED))}"
         )
+    if name in ("edm", "pfgmpp"):
+        fields["sigma_data"] = process.sigma_data
+    if name == "pfgmpp":
+        fields["D"] = process.D
+    if name == "dsm":
+        fields["process"] = process
     return functools.partial(loss_fn, **fields)

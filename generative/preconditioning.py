@@ -83,6 +83,30 @@ COEFFICIENTS: dict[str, Callable] = {
 }
 
 
+# The processes each preconditioning kind is written for (config.process.name).
+PRECOND_PROCESSES = {
+    "edm": ("edm", "pfgmpp"),
+    "pfgmpp": ("pfgmpp",),
+    "vp": ("vp",),
+    "iddpm": ("vp",),
+    "ve": ("ve",),
+    "flow": ("flow",),
+}
+
+# Options that are constants of the process: process_options supplies them.
+PROCESS_OWNED = ("sigma_data", "beta_d", "beta_min")
+
+
+def process_options(kind: str, process) -> dict:
+    """The options of preconditioning `kind` that `process` owns: sigma_data (edm, pfgmpp) and the
+    VP schedule (vp: beta_d = beta_max - beta_min, beta_min)."""
+    if kind in ("edm", "pfgmpp"):
+        return {"sigma_data": process.sigma_data}
+    if kind == "vp":
+        return {"beta_d": process.beta_max - process.beta_min, "beta_min": process.beta_min}
+    return {}
+
+
 def precondition(
     raw_net: Callable[..., jax.Array], kind: str, **options
 ) -> Callable[..., jax.Array]:

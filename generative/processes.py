@@ -393,4 +393,29 @@ def get_process(name: str, **kwargs):
     """Build the process called ``name`` (one of PROCESSES) with its fields as keyword arguments."""
     if name not in PROCESSES:
         raise ValueError(f"unknown process name {name!r}; known: {sorted(PROCESSES)}")
+    fields = {field.name for field in dataclasses.fields(PROCESSES[name])}
+    unknown = sorted(set(kwargs) - fields)
+    if unknown:
+        raise ValueError(
+            f"process {name!r} has no field(s) {unknown}; its fields: {sorted(fields)}"
+        )
     return PROCESSES[name](**kwargs)
+
+
+def process_from_config(process_config):
+    """The process of ``config.process``: its ``name`` and its constants as the other fields."""
+    fields = dict(process_config)
+    if "name" not in fields:
+        raise ValueError(f"config.process needs a name, one of {sorted(PROCESSES)}")
+    name = fields.pop("name")
+    if name == "pfgmpp" and "D" in fields:
+        fields["D"] = float(fields["D"])
+    return get_process(name, **fields)
+
+
+def process_name_of(process) -> str:
+    """The PROCESSES key of a process instance."""
+    for name, cls in PROCESSES.items():
+        if type(process) is cls:
+            return name
+    raise ValueError(f"not a process of generative.processes: {process!r}")

@@ -87,6 +87,12 @@ def vp_sigmas(
     return _append_zero(jnp.sqrt(jnp.expm1(0.5 * beta_d * t**2 + beta_min * t)))
 
 
+SIGMAS_CONTRACT = (
+    "sigmas must be a 1-D array of at least 2 noise levels, strictly descending from sigma_max "
+    "and ending in exactly 0 (the schedules here return that)"
+)
+
+
 def check_sigmas(sigmas) -> None:
     """Raise ValueError unless ``sigmas`` is 1-D, >= 2 long, strictly descending and ends in 0.
 
@@ -94,18 +100,21 @@ def check_sigmas(sigmas) -> None:
     """
     shape = jnp.shape(sigmas)
     if len(shape) != 1 or shape[0] < 2:
-        raise ValueError(
-            f"sigmas must be a 1-D array of at least 2 noise levels ending in 0, got shape {shape}"
-        )
+        raise ValueError(f"{SIGMAS_CONTRACT}, got shape {shape}")
     values = _concrete(sigmas)
     if values is None:
         return
     if not np.all(np.isfinite(values)):
-        raise ValueError(f"sigmas must be finite, got {values}")
+        raise ValueError(f"{SIGMAS_CONTRACT}; got non-finite levels {values}")
+    if np.all(np.diff(values) > 0):
+        raise ValueError(
+            f"{SIGMAS_CONTRACT}; got them ascending {values} (reverse them, e.g. sigmas[::-1], and "
+            "append 0 if it is missing)"
+        )
     if values[-1] != 0:
-        raise ValueError(f"sigmas must end in exactly 0, got last entry {values[-1]}")
+        raise ValueError(f"{SIGMAS_CONTRACT}; got last entry {values[-1]}")
     if not np.all(np.diff(values) < 0):
-        raise ValueError(f"sigmas must be strictly descending, got {values}")
+        raise ValueError(f"{SIGMAS_CONTRACT}; got {values}")
 
 
 SCHEDULES: dict[str, Callable[..., jax.Array]] = {

@@ -15,7 +15,7 @@ from generative.preconditioning import (
     iddpm_levels,
     precondition,
 )
-from generative.processes import VE, VP
+from generative.processes import EDM, VE, VP, Flow, PFGMpp
 
 SD = 0.5
 
@@ -188,10 +188,9 @@ def test_losses_under_jit_and_grad():
     def batch_loss(params, key, name):
         raw = lambda x_in, c_noise: x_in @ params["w"] + c_noise[:, None] * params["b"]  # noqa: E731
         kind = "flow" if name == "flow_matching" else "edm"
-        config = ml_collections.ConfigDict({"loss": {"name": name}})
-        if name == "dsm":
-            config.loss.process = "vp"
-        return jnp.mean(losses.make_loss(config)(precondition(raw, kind), key, x0))
+        process = {"edm": EDM(), "dsm": VP(), "flow_matching": Flow()}[name]
+        loss_fn = losses.make_loss(ml_collections.ConfigDict({"name": name}), process)
+        return jnp.mean(loss_fn(precondition(raw, kind), key, x0))
 
     params = {"w": jnp.eye(3), "b": jnp.zeros(3)}
     for name in ("edm", "dsm", "flow_matching"):  # pfgmpp: jit(jacfwd) in its own test above
@@ -200,22 +199,24 @@ def test_losses_under_jit_and_grad():
         assert float(jnp.abs(grads["w"]).sum()) > 0, name
 
 
-def test_make_loss_errors():
-    cfg = lambda **f: ml_collections.ConfigDict({"loss": f})  # noqa: E731
+def test_make_loss_takes_the_process_constants_and_rejects_bad_fields():
+    cfg = lambda **f: ml_collections.ConfigDict(f)  # noqa: E731
+    loss = losses.make_loss(cfg(name="pfgmpp", p_mean=-1.0), PFGMpp(D=64.0, sigma_data=0.7))
+    assert loss.keywords == {"p_mean": -1.0, "D": 64.0, "sigma_data": 0.7}
+    loss = losses.make_loss(cfg(name="dsm", weighting="likelihood"), VE(sigma_max=10.0))
+    assert loss.keywords["process"] == VE(sigma_max=10.0)
     with pytest.raises(ValueError, match="name must be one of"):
-        losses.make_loss(cfg(name="vlb"))
-    with pytest.raises(ValueError, match="missing required field.*process"):
-        losses.make_loss(cfg(name="dsm"))
-    with pytest.raises(ValueError, match="missing required field.*D"):
-        losses.make_loss(cfg(name="pfgmpp"))
-    with pytest.raises(ValueError, match="D must be > 0"):
-        losses.make_loss(cfg(name="pfgmpp", D=0.0))
+        losses.make_loss(cfg(name="vlb"), EDM())
+    with pytest.raises(ValueError, match=r"\[.sigma_data.\] belong to the process"):
+        losses.make_loss(cfg(name="edm", sigma_data=0.3), EDM())
+    with pytest.raises(ValueError, match=r"\[.D.\] belong to the process"):
+        losses.make_loss(cfg(name="pfgmpp", D=4.0), PFGMpp(D=4.0))
     with pytest.raises(ValueError, match="unknown field.*p_meen"):
-        losses.make_loss(cfg(name="edm", p_meen=-1.0))
-    with pytest.raises(ValueError, match="unknown process name"):
-        losses.make_loss(cfg(name="dsm", process="ddpm"))
-    loss = losses.make_loss(cfg(name="dsm", process="ve", weighting="likelihood", eps=1e-3))
-    assert loss.keywords["process"] == VE()
+        losses.make_loss(cfg(name="edm", p_meen=-1.0), EDM())
+    with pytest.raises(ValueError, match="'edm' loss trains under process.*'vp'"):
+        losses.make_loss(cfg(name="edm"), VP())
+    with pytest.raises(ValueError, match="'flow_matching' loss trains under"):
+        losses.make_loss(cfg(name="flow_matching"), EDM())
     with pytest.raises(ValueError, match="weighting must be one of"):
         losses.dsm_loss(
             lambda x, s: x, jax.random.key(0), jnp.ones((2, 2)), process=VP(), weighting="x"

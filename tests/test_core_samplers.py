@@ -368,7 +368,7 @@ def test_bad_inputs_raise_clear_errors():
     good = schedules.karras_sigmas(4)
     with pytest.raises(ValueError, match="strictly descending"):
         samplers.euler(denoise, x, jnp.array([1.0, 2.0, 0.0]))
-    with pytest.raises(ValueError, match="end in exactly 0"):
+    with pytest.raises(ValueError, match="ending in exactly 0"):
         samplers.heun(denoise, x, jnp.array([2.0, 1.0]))
     with pytest.raises(ValueError, match="1-D"):
         samplers.lms(denoise, x, good[None])

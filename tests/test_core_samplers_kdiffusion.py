@@ -6,7 +6,9 @@ PyTorch through NumPy, so the only difference is the samplers' arithmetic); the 
 to float rounding. k-diffusion's ``__init__`` imports torchvision and friends, so ``sampling.py`` is
 loaded on its own under a stub parent package that provides the one helper it uses from ``utils``.
 
-Needs: torch, ``k-diffusion==0.1.1.post1`` (``--no-deps``), torchdiffeq, torchsde, trampoline.
+Needs: torch, ``k-diffusion==0.1.1.post1`` (``--no-deps``), torchdiffeq, torchsde, trampoline, all
+installed by README's test command; a missing one fails the module (it does not skip), so the
+cross-check cannot silently stop running.
 """
 
 import importlib.util
@@ -18,22 +20,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 from generative import samplers, schedules
 from generative.closed_form import GaussianMixture
-
-torch = pytest.importorskip("torch", reason="comparison with k-diffusion needs torch")
 
 
 def _load_kdiffusion_sampling():
     spec = importlib.util.find_spec("k_diffusion")
     if spec is None:
-        pytest.skip(
-            "comparison with k-diffusion needs `pip install --no-deps k-diffusion==0.1.1.post1`",
-            allow_module_level=True,
+        raise ImportError(
+            "the k-diffusion cross-check needs `pip install --no-deps k-diffusion==0.1.1.post1` "
+            "(README's test command installs it)"
         )
     for needed in ("torchdiffeq", "torchsde", "scipy", "tqdm"):
-        pytest.importorskip(needed, reason=f"k_diffusion/sampling.py imports {needed}")
+        importlib.import_module(needed)
     package = types.ModuleType("_kdiffusion_stub")
     package.__path__ = list(spec.submodule_search_locations)
     utils = types.ModuleType("_kdiffusion_stub.utils")

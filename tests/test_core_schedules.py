@@ -60,8 +60,12 @@ def test_schedules_under_jit():
 @pytest.mark.parametrize(
     "bad, match",
     [
-        (np.array([3.0, 1.0, 2.0, 0.0]), "descending"),
-        (np.array([3.0, 2.0, 1.0]), "end in exactly 0"),
+        (
+            np.array([3.0, 1.0, 2.0, 0.0]),
+            "strictly descending from sigma_max and ending in exactly 0",
+        ),
+        (np.array([3.0, 2.0, 1.0]), "got last entry 1.0"),
+        (np.array([0.0, 1.0, 2.0]), "got them ascending.*reverse them"),
         (np.array([3.0, 3.0, 0.0]), "descending"),
         (np.ones((2, 3)), "1-D"),
         (np.array([0.0]), "at least 2"),

@@ -12,10 +12,9 @@ import pytest
 from PIL import Image
 
 from generative.data import digits
-from generative.losses import make_loss
-from generative.models import create_model
 from generative.training import evaluation, loop
 from generative.training.config_checks import check_config
+from generative.training.task import create_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIFFUSION_CONFIGS = [
@@ -41,7 +40,7 @@ TINY_RUN = [
     "--config.sample.steps=3",
     "--config.model.width=32",
     "--config.model.num_blocks=1",
-    "--config.tensorboard=False",
+    "--config.training.tensorboard=False",
 ]
 
 
@@ -62,8 +61,7 @@ def load_config(name):
 def test_config_is_complete_and_builds(name):
     config = load_config(name)
     check_config(config, num_devices=1)
-    create_model(config.model)
-    make_loss(config)
+    create_task(config)  # model, process, loss, preconditioning, schedule options
 
 
 def test_train_sample_evaluate_cli(tmp_path):
@@ -92,7 +90,6 @@ def test_main_digits_config_trains_and_writes_a_sample_grid(tmp_path):
     """configs/digits_edm.py end to end in-process, with a tiny UNet and 2 steps."""
     config = load_config("digits_edm")
     config.model.model_channels = 8
-    config.tensorboard = False
     config.training.update(
         batch_size=16, num_steps=2, sample_every=0, eval_every=-1, num_grid_samples=4
     )

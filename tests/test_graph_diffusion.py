@@ -2,6 +2,7 @@
 
 import functools
 import importlib
+import itertools
 from pathlib import Path
 
 import jax
@@ -183,30 +184,13 @@ def test_digress_bad_input():
 # ------------------------------------------------------------------------------ conditioning
 
 
-def test_condition_vectors_dropout_and_guidance():
+def test_condition_vectors():
     from generative.graphs import conditioning
 
     cond = conditioning.condition_vector(
         [0, 2], [3.0, 5.0], [0.1, 0.4], num_domains=3, degree_scale=10.0
     )
     np.testing.assert_allclose(cond, [[1, 0, 0, 0.3, 0.1, 1], [0, 0, 1, 0.5, 0.4, 1]], atol=1e-6)
-    dropped = conditioning.drop_conditions(jax.random.key(0), jnp.ones((4000, 6)), 0.25)
-    frac = float(jnp.mean(dropped[:, -1] == 0))
-    assert abs(frac - 0.25) < 4 * np.sqrt(0.25 * 0.75 / 4000)  # 4 standard errors
-    assert set(np.unique(np.asarray(dropped))) <= {0.0, 1.0}
-
-    def logits_fn(x, e, t, mask, c):  # conditional logits depend on the condition's first entry
-        return x + c[:, None, :1], e + c[:, None, None, :1]
-
-    x, e = jnp.zeros((2, 3, 2)).at[..., 0].set(1.0), jnp.zeros((2, 3, 3, 2))
-    t, mask = jnp.zeros(2), jnp.ones((2, 3), bool)
-    for w in (0.0, 2.0):
-        gx, ge = conditioning.guided_logits(logits_fn, cond, w)(x, e, t, mask)
-        cx, ux = jax.nn.log_softmax(logits_fn(x, e, t, mask, cond)[0]), jax.nn.log_softmax(x)
-        expected = cx if w == 0 else (1 + w) * cx - w * ux
-        np.testing.assert_allclose(jax.nn.log_softmax(gx), jax.nn.log_softmax(expected), atol=1e-5)
-    with pytest.raises(ValueError, match="drop_prob"):
-        conditioning.drop_conditions(jax.random.key(0), cond, 1.0)
 
 
 def test_requested_vs_achieved_statistics():
@@ -223,59 +207,75 @@ def test_requested_vs_achieved_statistics():
     assert report["clustering_mae"] == pytest.approx(0.0)
 
 
-def test_generation_requests_are_the_statistics_of_real_test_graphs():
-    from generative.graphs import experiment
-
-    test = [nx.complete_graph(4), nx.cycle_graph(6), nx.path_graph(3)]  # degree 3, 2, 4/3
-    for domain, g in enumerate(test):
-        g.graph["domain"] = domain
-    requests = experiment._requests({"test": test}, 50, np.random.default_rng(0))
-    for d, n, degree in zip(requests["domain"], requests["num_nodes"], requests["average_degree"]):
-        assert (n, degree) == (len(test[d]), 2 * test[d].number_of_edges() / len(test[d]))
-    assert set(requests["domain"]) == {0, 1, 2}
-
-
-# -------------------------------------------------------------------------- the experiment
-
-
 CONFIG_DIR = Path(__file__).parents[1] / "configs"
 GRAPH_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("graph_*.py") if p.stem != "graph_base")
 
 
+def _tiny_task(config_name, **task_fields):
+    from generative.training.task import create_task
+
+    config = importlib.import_module(f"configs.{config_name}").get_config()
+    config.model.update(num_layers=1, hidden_nodes=8, hidden_edges=8, hidden_globals=8)
+    config.model.update(num_heads=2, ffn_nodes=8, ffn_edges=8, ffn_globals=8)
+    config.task.update(task_fields)
+    return create_task(config)
+
+
+def test_generation_requests_are_the_statistics_of_real_test_graphs():
+    task = _tiny_task("graph_conditional_mixture", num_steps=4)
+    requests = task.requests(50, seed=0)
+    test = task.splits["test"]
+    by_size = {}
+    for g in test:
+        by_size.setdefault((g.graph["domain"], len(g)), set()).add(2 * g.number_of_edges() / len(g))
+    for d, n, degree in zip(requests["domain"], requests["num_nodes"], requests["average_degree"]):
+        assert degree in by_size[(d, n)]  # the statistics of one real test graph
+    assert len(set(requests["domain"])) > 1
+
+
+def test_graph_batches_are_a_pure_function_of_the_step_and_split_over_hosts():
+    task = _tiny_task("graph_digress_comm20", num_steps=4)
+    whole = next(task.train_batches(5, 8, 0, 1))
+    again = next(itertools.islice(task.train_batches(3, 8, 0, 1), 2, None))
+    np.testing.assert_array_equal(whole["adj"], again["adj"])  # step 5 either way
+    halves = [next(task.train_batches(5, 4, i, 2)) for i in range(2)]
+    np.testing.assert_array_equal(np.concatenate([h["adj"] for h in halves]), whole["adj"])
+
+
+# -------------------------------------------------------------------------- the configs
+
+
 @pytest.mark.parametrize("name", GRAPH_CONFIGS)
-def test_graph_configs_are_complete(name):
-    from generative.graphs import experiment
+def test_graph_configs_pass_the_checks(name):
+    from generative.training.config_checks import check_config
+    from generative.training.evaluation import check_evaluators
 
     config = importlib.import_module(f"configs.{name}").get_config()
-    assert config.experiment == "graph"
-    experiment.check_config(config)
+    check_config(config, num_devices=1)
+    task = _tiny_task(name)  # builds (data, model, process) without training
+    check_evaluators(task.evaluators())
 
 
-def test_experiment_config_errors():
-    from generative.graphs import experiment
+def test_graph_config_errors():
+    from generative.training.task import create_task
 
-    config = experiment.default_config()
-    experiment.check_config(config)
+    config = importlib.import_module("configs.graph_digress_comm20").get_config()
     bad = config.copy_and_resolve_references()
-    bad.method = "gan"
-    with pytest.raises(ValueError, match="config.method"):
-        experiment.check_config(bad)
+    bad.task.name = "gan"
+    with pytest.raises(ValueError, match="unknown task 'gan'"):
+        create_task(bad)
     bad = config.copy_and_resolve_references()
     bad.data.name = "zinc"
     with pytest.raises(ValueError, match="zinc"):
-        experiment.check_config(bad)
+        create_task(bad)
     bad = config.copy_and_resolve_references()
-    del bad.eval["kernel"]
-    with pytest.raises(ValueError, match="config.eval.kernel is missing"):
-        experiment.check_config(bad)
-    bad = importlib.import_module("configs.graph_pfgmpp_comm20").get_config()
-    bad.continuous.process.D = 2048
-    with pytest.raises(ValueError, match="loss.D and config.continuous.process.D must agree"):
-        experiment.check_config(bad)
-    bad = config.copy_and_resolve_references()
-    bad.condition.enabled = True
+    bad.task.condition = True
     with pytest.raises(ValueError, match="mixture"):
-        experiment.check_config(bad)
+        create_task(bad)
+    bad = importlib.import_module("configs.graph_pfgmpp_comm20").get_config()
+    bad.task.loss.D = 2048
+    with pytest.raises(ValueError, match="two different D"):
+        create_task(bad)
 
 
 # ------------------------------------------------------------------- continuous (adjacency)
@@ -306,38 +306,96 @@ def test_pack_unpack_and_quantise():
         continuous.unpack(jnp.zeros((1, 4)))
 
 
-@pytest.mark.parametrize(
-    "sampler, process",
-    [("heun", {"name": "edm"}), ("dpmpp_2m", {"name": "pfgmpp", "D": 64}),
-     ("predictor_corrector", {"name": "vp"})],
-)  # fmt: skip
-def test_core_samplers_on_adjacency_reproduce_training_graphs(sampler, process):
-    """With the exact denoiser of a three-graph training set, the unchanged core samplers map the
-    prior onto (a quantised copy of) training graphs."""
+def training_graph_counts(samples, graphs):
+    """counts[i]: how many sampled adjacency matrices equal graphs[i] exactly; and how many equal
+    none of them."""
+    match = np.all(np.asarray(samples)[:, None] == np.asarray(graphs)[None], axis=(2, 3))
+    return match.sum(0), int((~match.any(1)).sum())
+
+
+def reproduces_training_graphs(samples, graphs, weights, num_se=4.0):
+    """True iff every sample is exactly one of the (distinct) training graphs and each graph occurs
+    with its training weight, within num_se binomial standard errors.
+
+    Membership alone is passed by a sampler that stops after one denoiser step: from the prior,
+    D(x_T, sigma_max) is about the weighted mean graph, quantised the majority graph, for every
+    sample; D(x_T, sigma_min) is the training graph nearest to the noise, with frequencies set by
+    the geometry (Voronoi cones), not by the weights. The frequencies reject both
+    (test_adjacency_check_rejects_one_step_samplers)."""
+    counts, unmatched = training_graph_counts(samples, graphs)
+    n, w = len(samples), np.asarray(weights, np.float64)
+    return unmatched == 0 and bool(
+        np.all(np.abs(counts - n * w) <= num_se * np.sqrt(n * w * (1 - w)))
+    )
+
+
+def _weighted_point_set():
+    """path, star and cycle on 5 nodes with weights 2/3, 1/6, 1/6 (the path four times)."""
+    adj, x0 = _point_set()
+    return adj, jnp.concatenate([x0[:1]] * 3 + [x0]), np.array([4, 1, 1]) / 6
+
+
+def _sample_point_set(sampler, process, num_samples=128):
+    """Adjacency matrices sampled with the exact denoiser of the weighted point set; ``sampler``
+    a core sampler's name or a stand-in with its signature."""
     import math
 
     from generative import processes, samplers, schedules, sde_samplers
     from generative.closed_form import pfgmpp_point_denoiser
     from generative.graphs import continuous
 
-    adj, x0 = _point_set()
-    denoise = pfgmpp_point_denoiser(x0, process.get("D", math.inf))
+    _, points, _ = _weighted_point_set()
+    denoise = pfgmpp_point_denoiser(points, process.get("D", math.inf))
     kwargs = {k: v for k, v in process.items() if k != "name"}
     proc = processes.get_process(process["name"], **kwargs)
     k1, k2 = jax.random.split(jax.random.key(0))
-    shape = (16, x0.shape[1])
+    shape = (num_samples, points.shape[1])
     if sampler == "predictor_corrector":
         x = sde_samplers.predictor_corrector(
             proc, denoise, proc.prior_sample(k1, shape), key=k2, num_steps=200
         )
     else:
         sigmas = schedules.karras_sigmas(24, 0.002, 80.0)
-        x = samplers.get_sampler(sampler)(
-            denoise, proc.perturb(k1, jnp.zeros(shape), sigmas[0]), sigmas, key=k2
-        )
-    out = np.asarray(continuous.data_to_adjacency(x, jnp.ones((16, 5), bool)))
-    train = np.asarray(adj)
-    assert all(any(np.array_equal(a, t) for t in train) for a in out)
+        sample = samplers.get_sampler(sampler) if isinstance(sampler, str) else sampler
+        x = sample(denoise, proc.perturb(k1, jnp.zeros(shape), sigmas[0]), sigmas, key=k2)
+    return np.asarray(continuous.data_to_adjacency(x, jnp.ones((num_samples, 5), bool)))
+
+
+@pytest.mark.parametrize(
+    "sampler, process",
+    [("heun", {"name": "edm"}), ("dpmpp_2m", {"name": "pfgmpp", "D": 64}),
+     ("predictor_corrector", {"name": "vp"})],
+)  # fmt: skip
+def test_core_samplers_on_adjacency_reproduce_training_graphs(sampler, process):
+    """With the exact denoiser of a weighted three-graph training set, the unchanged core samplers
+    map the prior onto (quantised copies of) the training graphs, with the training weights."""
+    adj, _, weights = _weighted_point_set()
+    out = _sample_point_set(sampler, process)
+    assert reproduces_training_graphs(out, adj, weights), training_graph_counts(out, adj)
+
+
+def _denoise_once_at_sigma_max(denoise, x, sigmas, key=None):
+    return denoise(x, sigmas[0])
+
+
+def _denoise_once_at_sigma_min(denoise, x, sigmas, key=None):
+    return denoise(x, sigmas[-2])  # sigmas ends with 0
+
+
+@pytest.mark.parametrize(
+    "fake", [_denoise_once_at_sigma_max, _denoise_once_at_sigma_min], ids=["sigma_max", "sigma_min"]
+)
+@pytest.mark.parametrize(
+    "process", [{"name": "edm"}, {"name": "pfgmpp", "D": 64}], ids=["edm", "pfgmpp"]
+)
+def test_adjacency_check_rejects_one_step_samplers(fake, process):
+    """One denoiser step from the prior gives training graphs only (the membership check the test
+    above once was passes them), but not with the training weights."""
+    adj, _, weights = _weighted_point_set()
+    out = _sample_point_set(fake, process)
+    counts, unmatched = training_graph_counts(out, adj)
+    assert unmatched == 0, (counts, unmatched)
+    assert not reproduces_training_graphs(out, adj, weights), counts
 
 
 def test_adjacency_diffusion_loss_and_samplers_with_network():
@@ -347,8 +405,11 @@ def test_adjacency_diffusion_loss_and_samplers_with_network():
 
     mask = jnp.asarray([[1] * 6, [1] * 4 + [0] * 2], bool)
     adj = jnp.zeros((2, 6, 6)).at[:, 0, 1].set(1.0).at[:, 1, 0].set(1.0)
+    from generative import processes, schedules
+
     model = continuous.AdjacencyDiffusion(
         continuous.AdjacencyNetwork(GraphTransformer(out_nodes=1, out_edges=1, **TINY)),
+        processes.EDM(),
         ml_collections.ConfigDict({"name": "edm"}),
     )
     params = jax.jit(model.init)(jax.random.key(0), adj, mask)
@@ -358,8 +419,9 @@ def test_adjacency_diffusion_loss_and_samplers_with_network():
     denoised = jax.jit(lambda p, x: model.denoiser(p, mask)(x, 1.0))(params, noisy)
     padded = ~np.asarray(continuous.pair_mask(mask))
     np.testing.assert_array_equal(np.asarray(denoised)[padded], -0.5)
+    sigmas = schedules.karras_sigmas(4)
     for sampler in ("heun", "dpmpp_2m"):
-        sample = jax.jit(functools.partial(model.sample, sampler=sampler, num_levels=4))
+        sample = jax.jit(functools.partial(model.sample, sampler=sampler, sigmas=sigmas))
         out = np.asarray(sample(params, jax.random.key(3), mask))
         np.testing.assert_array_equal(out, out.transpose(0, 2, 1))
         assert set(np.unique(out)) <= {0.0, 1.0}

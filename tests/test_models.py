@@ -1,5 +1,6 @@
 """Tests for generative.models: shapes, zero init, conditioning, dropout, impl, grad, configs."""
 
+import functools
 import math
 
 import jax
@@ -56,6 +57,54 @@ def random_variables(model, x, c_noise, labels=None, scale=0.2):
     )
 
 
+# tests/ has no __init__.py, so other test files cannot import this as tests.test_models; with
+# pytest's default (prepend) import mode `from test_models import jaxpr_equations` works.
+def jaxpr_equations(jaxpr):
+    """Every equation of a (closed) jaxpr, recursing into the sub-jaxprs in the equations' params
+    (pjit, custom_jvp/custom_vjp calls, scan, while, cond branches, remat, ...)."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)  # ClosedJaxpr -> Jaxpr
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                if hasattr(getattr(sub, "jaxpr", sub), "eqns"):
+                    yield from jaxpr_equations(sub)
+
+
+MATMULS = ("dot_general", "conv_general_dilated")
+
+
+def matmul_operand_dtypes(fn, *args):
+    """The operand dtypes of every matrix multiplication and convolution in fn's jaxpr."""
+    return [
+        tuple(v.aval.dtype for v in eqn.invars)
+        for eqn in jaxpr_equations(jax.make_jaxpr(fn)(*args))
+        if eqn.primitive.name in MATMULS
+    ]
+
+
+def test_jaxpr_equations_sees_nested_jaxprs():
+    """The walker finds a bfloat16 dot inside each kind of sub-jaxpr (the models have none now)."""
+    a = jnp.ones((2, 2), jnp.bfloat16)
+    dot = functools.partial(jnp.dot, a)
+    jvp = jax.custom_jvp(lambda x: dot(x))
+    jvp.defjvp(lambda p, t: (jvp(*p), t[0]))
+    vjp = jax.custom_vjp(lambda x: dot(x))
+    vjp.defvjp(lambda x: (dot(x), None), lambda r, g: (g,))
+    nested = {
+        "pjit": jax.jit(dot),
+        "custom_jvp": jvp,
+        "custom_vjp": vjp,
+        "scan": lambda x: jax.lax.scan(lambda c, _: (dot(c), None), x, None, length=2)[0],
+        "cond": lambda x: jax.lax.cond(x.sum() > 0, dot, lambda y: y, x),
+        "remat": jax.checkpoint(dot),
+    }
+    for name, fn in nested.items():
+        jaxpr = jax.make_jaxpr(fn)(a)
+        assert not any(e.primitive.name in MATMULS for e in jaxpr.jaxpr.eqns), name
+        assert matmul_operand_dtypes(fn, a) == [(jnp.bfloat16, jnp.bfloat16)], name
+
+
 @pytest.mark.parametrize(
     "name, shape, overrides",
     [
@@ -84,6 +133,12 @@ def test_bfloat16_compute_keeps_float32_params_and_output(name):
     out32 = small_model(name, **ONE_LEVEL[name]).apply(variables, x, c_noise)
     out16 = jax.jit(model.apply)(variables, x, c_noise)  # one compile instead of many bf16 ops
     assert out16.dtype == jnp.float32
+    # ... and the compute is bfloat16: every matmul and convolution takes bfloat16 operands (dtypes
+    # alone are passed by a model that ignores dtype), which the float32 model's never do.
+    ops16 = matmul_operand_dtypes(model.apply, variables, x, c_noise)
+    assert ops16 and all(d == (jnp.bfloat16, jnp.bfloat16) for d in ops16), ops16
+    ops32 = matmul_operand_dtypes(small_model(name, **ONE_LEVEL[name]).apply, variables, x, c_noise)
+    assert len(ops32) == len(ops16) and not any(jnp.bfloat16 in d for d in ops32), ops32
     np.testing.assert_allclose(out16, out32, atol=0.05 * float(jnp.abs(out32).max()))
 
 

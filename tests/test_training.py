@@ -1,30 +1,26 @@
-"""Training machinery: optimiser schedule, EMA, label dropout, the sharded train step, accumulation,
-checkpoints, resume after a kill and config checks. Small MLPs on 2-D data, CPU, 8 forced host
+"""Training machinery: optimiser schedule, EMA, the sharded train step, accumulation, bfloat16,
+checkpoints and config checks. Small MLPs on 2-D data, CPU, 8 forced host
 devices."""
 
-import os
-import signal
-import threading
+import importlib
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from configs import toy_edm
-from generative.losses import make_loss
-from generative.models import create_model
 from generative.training import checkpoint as checkpoint_lib
 from generative.training import ema as ema_lib
 from generative.training import loop, optim
 from generative.training import step as step_lib
-from generative.training.writers import read_metrics
+from generative.training.task import create_task
 
 
 def tiny_config(**training):
     """toy_edm with a small MLP and a short run; batch 16 splits over the 8 test devices."""
     config = toy_edm.get_config()
-    config.tensorboard = False
     config.model.width = 32
     config.model.num_blocks = 1
     config.model.noise_channels = 16
@@ -49,17 +45,19 @@ def tiny_config(**training):
 
 def fixed_batch(n=16, seed=0):
     rng = np.random.default_rng(seed)
-    return {"x": rng.normal(size=(n, 2)).astype(np.float32) * 0.5, "label": np.zeros(n, np.int32)}
+    return {"x": rng.normal(size=(n, 2)).astype(np.float32) * 0.5}
 
 
 def build(config, mesh):
-    model = create_model(config.model)
-    loss_fn = make_loss(config)
-    optimizer = optim.make_optimizer(config.optim, config.training.num_steps)
-    state = step_lib.init_state(
-        model, optimizer, fixed_batch(), jax.random.PRNGKey(0), mesh, config.model.num_classes
-    )
-    return model, loss_fn, optimizer, state
+    task = create_task(config)
+    optimizers = {"net": optim.make_optimizer(config.optim, config.training.num_steps)}
+    state = step_lib.init_state(task, optimizers, jax.random.PRNGKey(0), mesh)
+    return task, optimizers, state
+
+
+def batch_loss(task):
+    """(params of 'net', batch, key) -> the task's scalar loss (what the step differentiates)."""
+    return lambda p, batch, key: task.loss_fn({"net": p}, {}, batch, key)[0]
 
 
 # ---------------------------------------------------------------- optimiser, EMA, label dropout
@@ -114,16 +112,6 @@ def test_ema_update_is_a_convex_combination():
     np.testing.assert_allclose(out["a"], [0.25, 3.0])
 
 
-def test_label_dropout_rate():
-    labels = jnp.zeros((20_000,), jnp.int32)
-    dropped = step_lib.drop_labels(jax.random.PRNGKey(0), labels, 0.1, num_classes=10)
-    share = float(jnp.mean(dropped == 10))
-    # Binomial(20000, 0.1): standard deviation 0.0021; allow 5 sigma.
-    assert abs(share - 0.1) < 5 * np.sqrt(0.1 * 0.9 / 20_000)
-    assert set(np.unique(dropped).tolist()) == {0, 10}
-    assert step_lib.drop_labels(jax.random.PRNGKey(0), labels, 0.0, 10) is labels
-
-
 # ---------------------------------------------------------------- the train step
 
 
@@ -133,17 +121,22 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch():
     config = tiny_config(num_steps=15)
     config.optim.lr = 1e-2
     mesh = step_lib.make_mesh()
-    model, loss_fn, optimizer, state = build(config, mesh)
+    task, optimizers, state = build(config, mesh)
     batch = step_lib.put_batch(fixed_batch(), mesh)
     key = jax.random.PRNGKey(1)
-    batch_loss = jax.jit(step_lib.make_batch_loss(model, loss_fn, config))
-    before = batch_loss(state.params, batch, key)
-    train_step = step_lib.make_train_step(model, loss_fn, optimizer, config, mesh)
+    loss = jax.jit(batch_loss(task))
+    # the step folds the phase index into the key: phase 0, repeat 0
+    phase_key = jax.random.fold_in(jax.random.fold_in(key, 0), 0)
+    before = loss(state.params["net"], batch, phase_key)
+    train_step = step_lib.make_train_step(task, optimizers, config, mesh)
     for _ in range(15):
         state, metrics = train_step(state, batch, key)
-    after = batch_loss(state.params, batch, key)
+    after = loss(state.params["net"], batch, phase_key)
     assert int(state.step) == 15
     assert after < 0.8 * before, (before, after)
+    np.testing.assert_allclose(
+        metrics["loss"], loss(state.params["net"], batch, phase_key), rtol=0.5
+    )
     assert jax.tree.leaves(state.params)[0].dtype == jnp.float32
 
 
@@ -154,13 +147,14 @@ def test_eight_devices_and_one_device_agree():
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         mesh = step_lib.make_mesh(devices)
-        model, loss_fn, _, state = build(config, mesh)
+        task, _, state = build(config, mesh)
         batch = step_lib.put_batch(fixed_batch(), mesh)
         value_and_grad = jax.jit(
-            jax.value_and_grad(step_lib.make_batch_loss(model, loss_fn, config)),
+            jax.value_and_grad(batch_loss(task)),
             in_shardings=(step_lib.replicated(mesh), step_lib.batch_sharded(mesh), None),
         )
-        results.append(jax.device_get(value_and_grad(state.params, batch, jax.random.PRNGKey(3))))
+        key = jax.random.PRNGKey(3)
+        results.append(jax.device_get(value_and_grad(state.params["net"], batch, key)))
     (loss1, grads1), (loss8, grads8) = results
     np.testing.assert_allclose(loss8, loss1, rtol=1e-5)
     jax.tree.map(
@@ -171,21 +165,34 @@ def test_eight_devices_and_one_device_agree():
 def test_gradient_accumulation_averages_micro_batch_gradients():
     config = tiny_config()
     mesh = step_lib.make_mesh()
-    model, loss_fn, _, state = build(config, mesh)
-    batch_loss = step_lib.make_batch_loss(model, loss_fn, config)
+    task, _, state = build(config, mesh)
+    value_and_grad = jax.value_and_grad(batch_loss(task))
+    with_aux = jax.value_and_grad(
+        lambda p, b, k: (batch_loss(task)(p, b, k), {"m": 1.0}), has_aux=True
+    )
     batch = fixed_batch(32)
     key = jax.random.PRNGKey(5)
-    loss, grads = jax.jit(step_lib.accumulated_value_and_grad(batch_loss, 2))(
-        state.params, batch, key
+    params = state.params["net"]
+    accumulated = {
+        unroll: jax.jit(step_lib.accumulated_value_and_grad(with_aux, 2, unroll=unroll))(
+            params, batch, key
+        )
+        for unroll in (True, False)
+    }
+    (loss, aux), grads = accumulated[True]
+    jax.tree.map(  # the unrolled (CPU) and the scanned (accelerator) forms agree
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+        accumulated[True],
+        accumulated[False],
     )
-    value_and_grad = jax.jit(jax.value_and_grad(batch_loss))
     # Micro-batch j holds examples j, j + 2, j + 4, ... and uses the j-th split key.
     keys = jax.random.split(key, 2)
     parts = [
-        value_and_grad(state.params, jax.tree.map(lambda x: x[j::2], batch), keys[j])
+        jax.jit(value_and_grad)(params, jax.tree.map(lambda x: x[j::2], batch), keys[j])
         for j in range(2)
     ]
     np.testing.assert_allclose(loss, (parts[0][0] + parts[1][0]) / 2, rtol=1e-5)
+    np.testing.assert_allclose(aux["m"], 1.0)
     expected = jax.tree.map(lambda a, b: (a + b) / 2, parts[0][1], parts[1][1])
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads, expected
@@ -193,23 +200,46 @@ def test_gradient_accumulation_averages_micro_batch_gradients():
 
 
 def test_bfloat16_compute_keeps_float32_parameters():
-    config = tiny_config()
-    config.model.dtype = "bfloat16"
+    """model.dtype bfloat16: the network's matmuls run in bfloat16 (seen in the train step's
+    jaxpr; none in the float32 step's), while parameters and EMAs stay float32."""
     mesh = step_lib.make_mesh()
-    model, loss_fn, optimizer, state = build(config, mesh)
-    train_step = step_lib.make_train_step(model, loss_fn, optimizer, config, mesh)
-    state, metrics = train_step(state, step_lib.put_batch(fixed_batch(), mesh), jax.random.key(0))
-    assert np.isfinite(metrics["loss"])
-    dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.ema_params))}
-    assert dtypes == {jnp.dtype(jnp.float32)}
+    batch = step_lib.put_batch(fixed_batch(), mesh)
+    bf16_dots = {}
+    for dtype in ("float32", "bfloat16"):
+        config = tiny_config()
+        config.model.dtype = dtype
+        task, optimizers, state = build(config, mesh)
+        train_step = step_lib.make_train_step(task, optimizers, config, mesh)
+        jaxpr = jax.make_jaxpr(train_step)(state, batch, jax.random.key(0))
+        bf16_dots[dtype] = count_bfloat16_dots(jaxpr.jaxpr)
+        state, metrics = train_step(state, batch, jax.random.key(0))
+        assert np.isfinite(metrics["loss"])
+        dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.ema))}
+        assert dtypes == {jnp.dtype(jnp.float32)}
+    assert bf16_dots["float32"] == 0
+    assert bf16_dots["bfloat16"] > 0
 
 
-# ---------------------------------------------------------------- checkpoints and resume
+def count_bfloat16_dots(jaxpr) -> int:
+    """dot_general equations with bfloat16 operands in `jaxpr` and all its sub-jaxprs."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            count += any(v.aval.dtype == jnp.bfloat16 for v in eqn.invars)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, list | tuple) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    count += count_bfloat16_dots(inner)
+    return count
+
+
+# ---------------------------------------------------------------- checkpoints
 
 
 def test_checkpointer_keeps_the_newest_and_restores_exactly(tmp_path):
     mesh = step_lib.make_mesh()
-    _, _, _, state = build(tiny_config(), mesh)
+    _, _, state = build(tiny_config(), mesh)
     checkpointer = checkpoint_lib.Checkpointer(str(tmp_path), max_to_keep=2)
     for step in (1, 2, 3):
         checkpointer.save(step, state.replace(step=jnp.asarray(step, jnp.int32)))
@@ -218,47 +248,6 @@ def test_checkpointer_keeps_the_newest_and_restores_exactly(tmp_path):
     assert int(restored.step) == 3
     jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
     checkpointer.close()
-
-
-def _final_params(workdir):
-    experiment = loop.Experiment(tiny_config(), str(workdir))
-    state = experiment.restore()
-    return int(state.step), jax.device_get(state.params), jax.device_get(state.ema_params)
-
-
-def test_kill_and_resume_is_bitwise_identical(tmp_path, monkeypatch):
-    """A run that gets SIGTERM mid-way (it checkpoints and stops), then resumed, ends exactly where
-    an uninterrupted run ends: same parameters and EMA, bit for bit, and the same logged losses."""
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signal handlers can only be installed from the main thread")
-    overrides = dict(num_steps=12, checkpoint_every=1000)
-    loop.train(tiny_config(**overrides), str(tmp_path / "straight"))
-
-    calls = []
-
-    def put_batch_then_sigterm(batch, mesh):  # the real signal, delivered during step 5
-        calls.append(1)
-        if len(calls) == 5:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return step_lib.put_batch(batch, mesh)
-
-    killed = str(tmp_path / "killed")
-    handler_before = signal.getsignal(signal.SIGTERM)
-    with monkeypatch.context() as patch:
-        patch.setattr(loop, "put_batch", put_batch_then_sigterm)
-        loop.train(tiny_config(**overrides), killed)
-    assert len(calls) == 5
-    assert _final_params(killed)[0] == 5  # checkpointed where it stopped
-    assert signal.getsignal(signal.SIGTERM) == handler_before  # the previous handler is back
-
-    loop.train(tiny_config(**overrides), killed)  # resumes by itself
-    step_a, params_a, ema_a = _final_params(tmp_path / "straight")
-    step_b, params_b, ema_b = _final_params(killed)
-    assert step_a == step_b == 12
-    jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
-    jax.tree.map(np.testing.assert_array_equal, ema_a, ema_b)
-    losses = [r["loss"] for r in read_metrics(killed)]
-    assert losses == [r["loss"] for r in read_metrics(str(tmp_path / "straight"))]
 
 
 # ---------------------------------------------------------------- bad configs
@@ -293,3 +282,40 @@ def test_batch_not_divisible_by_devices_fails_before_compile(tmp_path, no_compil
         loop.train(tiny_config(batch_size=12), str(tmp_path))
     with pytest.raises(ValueError, match="accum_steps"):
         loop.train(tiny_config(batch_size=16, accum_steps=3), str(tmp_path))
+
+
+def _with(config, **fields):
+    config = config.copy_and_resolve_references()
+    for path, value in fields.items():
+        node = config
+        *parents, leaf = path.split("__")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return config
+
+
+def test_inconsistent_process_precond_and_loss_fail_before_compile(tmp_path, no_compiles):
+    """The process owns sigma_data, the noise range and D; the loss and preconditioning must fit
+    the process."""
+    config = tiny_config()
+    edm_with_vp = _with(config, task__precond=ml_collections.ConfigDict({"name": "vp"}))
+    flow_with_edm = _with(
+        config,
+        process=ml_collections.ConfigDict({"name": "flow"}),
+        task__loss=ml_collections.ConfigDict({"name": "flow_matching"}),
+    )
+    two_sigma_data = _with(config, task__loss__sigma_data=0.3)
+    pfgmpp = importlib.import_module("configs.toy_pfgmpp").get_config()
+    two_d = _with(pfgmpp, task__loss__D=64.0)
+    range_twice = _with(config, sample__schedule_options={"rho": 7.0, "sigma_max": 10.0})
+    cases = [
+        (edm_with_vp, "precond.name='vp' does not fit config.process.name='edm'"),
+        (flow_with_edm, "precond.name='edm' does not fit config.process.name='flow'"),
+        (two_sigma_data, "two different sigma_data"),
+        (two_d, "two different D"),
+        (range_twice, r"schedule_options \['sigma_max'\] belong to the process"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ValueError, match=message):
+            loop.train(bad, str(tmp_path))

@@ -7,11 +7,9 @@ coefficient. The condition vector of a graph is
     c = [one_hot(domain) (num_domains), average_degree / degree_scale, clustering, present]
 
 and the null condition (label dropout, Ho & Salimans 2022) is all zeros, `present` = 0 included.
-Training drops the whole condition with probability `drop_prob`; sampling mixes conditional and
-unconditional predictions. For the discrete (DiGress) model guidance acts on log-probabilities of
-the x-prediction,
-    log p_w(x | z_t, c) = (1 + w) log p(x | z_t, c) - w log p(x | z_t, null), renormalised,
-the categorical analogue of the guided score (w = 0: plain conditional).
+Training drops the whole condition at rate training.cond_dropout and sampling mixes conditional
+and unconditional predictions, both through generative.guidance (one convention: w = 1 plain
+conditional, w = 0 unconditional; for DiGress on the log-probabilities of the x-prediction).
 """
 
 from __future__ import annotations
@@ -58,38 +56,6 @@ def condition_vector(domain, average_degree, clustering, *, num_domains: int, de
         ],
         axis=-1,
     )
-
-
-def drop_conditions(key, cond: jax.Array, drop_prob: float) -> jax.Array:
-    """Replace each row by the null condition (zeros) with probability drop_prob."""
-    if not 0.0 <= drop_prob < 1.0:
-        raise ValueError(f"drop_prob must be in [0, 1), got {drop_prob}")
-    keep = jax.random.bernoulli(key, 1.0 - drop_prob, (cond.shape[0], 1))
-    return cond * keep
-
-
-def guided_logits(logits_fn, cond: jax.Array, guidance: float):
-    """Classifier-free guided x-prediction for DiGress: logits_fn(x_t, e_t, t, mask, cond) ->
-    (node logits, edge logits) becomes a function of (x_t, e_t, t, mask) (see the docstring)."""
-    null = jnp.zeros_like(cond)
-
-    def guided(x_t, e_t, t_frac, node_mask):
-        if guidance == 0.0:
-            return logits_fn(x_t, e_t, t_frac, node_mask, cond)
-        both = logits_fn(
-            jnp.concatenate([x_t, x_t]),
-            jnp.concatenate([e_t, e_t]),
-            jnp.concatenate([t_frac, t_frac]),
-            jnp.concatenate([node_mask, node_mask]),
-            jnp.concatenate([cond, null]),
-        )
-        b = x_t.shape[0]
-        return tuple(
-            (1 + guidance) * jax.nn.log_softmax(out[:b]) - guidance * jax.nn.log_softmax(out[b:])
-            for out in both
-        )
-
-    return guided
 
 
 def requested_vs_achieved(requested: dict, graphs: Sequence[nx.Graph]) -> dict[str, float]:

@@ -14,7 +14,7 @@ The denoiser unpacks x into a symmetric [B, n, n] matrix, runs the graph transfo
 the node mask, preconditions its output as the chosen kind (EDM Table 1), packs it back and pins
 every pair that touches a padded node to the "no edge" value -1/2, so padding costs the loss
 nothing and the samplers leave it empty. Samples are quantised by A_ij = [x_ij > 0].
-Classifier-free guidance mixes denoiser outputs: D_w = (1 + w) D(x | c) - w D(x | null).
+Classifier-free guidance is generative.guidance's: D_w = D(x | null) + w (D(x | c) - D(x | null)).
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from generative import losses, preconditioning, processes, samplers, schedules, sde_samplers
+from generative import guidance, losses, preconditioning
 from generative.graphs.transformer import DenseGraph, GraphTransformer
-
-SDE_SAMPLERS = ("euler_maruyama", "predictor_corrector")
+from generative.training import sampling
 
 
 def _upper_indices(n: int):
@@ -100,70 +98,56 @@ class AdjacencyNetwork(nn.Module):
 
 
 class AdjacencyDiffusion:
-    """Glue between the adjacency network and the core losses / samplers (no state of its own)."""
+    """Glue between the adjacency network and the core losses / samplers (no state of its own).
 
-    def __init__(
-        self, net: AdjacencyNetwork, loss_config, precondition: str = "edm", sigma_data: float = 0.5
-    ):
+    `process` owns the constants (sigma_data, noise range, PFGM++'s D); `precond` and
+    `loss_config` are a preconditioning name and a generative.losses.make_loss config.
+    """
+
+    def __init__(self, net: AdjacencyNetwork, process, loss_config, precond: str = "edm"):
         self.net = net
-        self.precondition = precondition
-        self.sigma_data = sigma_data
-        self.loss_fn = losses.make_loss(ml_collections.ConfigDict({"loss": loss_config}))
+        self.process = process
+        self.precond = precond
+        self.precond_options = preconditioning.process_options(precond, process)
+        self.loss_fn = losses.make_loss(loss_config, process)
 
     def init(self, key, adj, node_mask, cond=None):
         x = adjacency_to_data(adj)
         return self.net.init(key, x, jnp.zeros(x.shape[0]), node_mask, cond)
 
-    def denoiser(self, params, node_mask, cond=None):
-        """denoise(x [B, P], sigma) -> x0_hat [B, P], padded pairs pinned to -1/2."""
-
-        def raw(x_in, c_noise):
-            return self.net.apply(params, x_in, c_noise, node_mask, cond)
-
-        options = {"sigma_data": self.sigma_data} if self.precondition in ("edm", "pfgmpp") else {}
-        denoise = preconditioning.precondition(raw, self.precondition, **options)
+    def denoiser(self, params, node_mask):
+        """denoise(x [B, P], sigma, cond=None) -> x0_hat [B, P], padded pairs pinned to -1/2."""
         mask = pair_mask(node_mask)
 
-        def masked(x, sigma):
-            return jnp.where(mask, denoise(x, sigma), -0.5)
+        def raw(x_in, c_noise, cond=None):
+            return self.net.apply(params, x_in, c_noise, node_mask, cond)
+
+        denoise = preconditioning.precondition(raw, self.precond, **self.precond_options)
+
+        def masked(x, sigma, cond=None):
+            return jnp.where(mask, denoise(x, sigma, cond=cond), -0.5)
 
         return masked
 
     def loss(self, params, key, adj, node_mask, cond=None):
         """Per-graph loss [B] of the configured core loss on x0 = pack(adj) - 1/2."""
-        return self.loss_fn(self.denoiser(params, node_mask, cond), key, adjacency_to_data(adj))
+        denoise = self.denoiser(params, node_mask)
+        return self.loss_fn(denoise, key, adjacency_to_data(adj), cond=cond)
 
-    def sample(
-        self, params, key, node_mask, *, cond=None, sampler="heun", schedule="karras",
-        num_levels=32, sigma_min=0.002, sigma_max=80.0, process=None, guidance=0.0,
-    ):  # fmt: skip
-        """Graphs (0/1 adjacency [B, n, n]) from the prior through a core sampler.
-
-        `sampler` names a generative.samplers ODE/SDE sampler on the noise levels of `schedule`
-        (prior: the process's perturbation of 0 at sigmas[0], Gaussian or PFGM++), or one of
-        SDE_SAMPLERS from generative.sde_samplers, which integrate the process's reverse SDE in
-        `num_levels` steps from its own prior.
-        """
-        process = dict(process or {"name": "edm"})
-        proc = processes.get_process(process.pop("name"), **process)
+    def sample(self, params, key, node_mask, *, sampler="heun", sigmas=None, steps=None,
+               cond=None, guidance_weight=1.0):  # fmt: skip
+        """Graphs (0/1 adjacency [B, n, n]) through a core sampler (generative.training.sampling:
+        an ODE/SDE sampler on `sigmas` from the process's kernel at sigmas[0], or a reverse-SDE
+        sampler in `steps` steps from its prior). With a condition [B, c], classifier-free
+        guidance weight `guidance_weight` against the null (all-zero) condition."""
         b, n = node_mask.shape
-        shape = (b, n * (n - 1) // 2)
-        k_prior, k_sampler = jax.random.split(key)
-        denoise = self.denoiser(params, node_mask, cond)
-        if cond is not None and guidance:
-            unconditional = self.denoiser(params, node_mask, jnp.zeros_like(cond))
-            conditional = denoise
-
-            def denoise(x, sigma):
-                return (1 + guidance) * conditional(x, sigma) - guidance * unconditional(x, sigma)
-
-        if sampler in SDE_SAMPLERS:
-            x = proc.prior_sample(k_prior, shape)
-            x = getattr(sde_samplers, sampler)(
-                proc, denoise, x, key=k_sampler, num_steps=num_levels
+        denoise = self.denoiser(params, node_mask)
+        if cond is not None:
+            denoise = guidance.classifier_free(
+                denoise, guidance_weight, cond={"cond": cond}, null={"cond": jnp.zeros_like(cond)}
             )
-        else:
-            sigmas = schedules.get_schedule(schedule)(num_levels, sigma_min, sigma_max)
-            x = proc.perturb(k_prior, jnp.zeros(shape), sigmas[0])
-            x = samplers.get_sampler(sampler)(denoise, x, sigmas, key=k_sampler)
+        x = sampling.sample_denoiser(
+            denoise, self.process, key, (b, n * (n - 1) // 2), sampler=sampler, sigmas=sigmas,
+            steps=steps,
+        )  # fmt: skip
         return data_to_adjacency(x, node_mask)

@@ -1,14 +1,22 @@
-"""Checks of an experiment config that run before anything is built or compiled."""
+"""Checks of a run's config that run before anything is built or compiled.
+
+`check_config` covers the schema every task shares (configs/base.py documents each field);
+`check_diffusion_fields` the process / preconditioning / loss / sampler agreement of the tasks that
+train a denoiser (images, points, adjacency matrices).
+"""
 
 import ml_collections
 
-# Fields every diffusion config must have (section -> fields); documented in configs/base.py.
+from generative.losses import LOSS_PROCESSES
+from generative.preconditioning import PRECOND_PROCESSES
+from generative.processes import PROCESSES
+from generative.training.sampling import check_sampler, check_schedule_options
+
+# Fields every config has (section -> fields); documented in configs/base.py.
 REQUIRED_FIELDS = {
-    "": ("seed", "data", "model", "precond", "loss", "optim", "ema", "training", "sample", "eval"),
+    "": ("seed", "data", "model", "task", "optim", "ema", "training", "sample", "eval"),
     "data": ("name",),
-    "model": ("name",),
-    "precond": ("kind",),
-    "loss": ("name",),
+    "task": ("name",),
     "optim": (
         "name",
         "lr",
@@ -25,26 +33,31 @@ REQUIRED_FIELDS = {
         "batch_size",
         "num_steps",
         "accum_steps",
-        "label_dropout",
+        "cond_dropout",
         "log_every",
         "sample_every",
         "eval_every",
         "checkpoint_every",
         "keep_checkpoints",
         "num_grid_samples",
+        "time_limit_minutes",
+        "init_from",
+        "tensorboard",
     ),
     "sample": ("sampler", "steps", "schedule", "schedule_options", "guidance"),
-    "eval": ("num_samples", "sampler", "steps"),
+    "eval": ("num_samples", "sampler", "steps", "batch_size", "evaluators"),
 }
 
 
 def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-    """Raises ValueError naming the first missing or inconsistent field.
+    """Raises ValueError naming the first missing or inconsistent field of the shared schema.
 
     The global batch (training.batch_size) must split evenly into accum_steps micro-batches, each of
     which splits evenly over the `num_devices` devices of the data-parallel mesh.
     """
     for section, fields in REQUIRED_FIELDS.items():
+        if section and section not in config:
+            raise ValueError(f"config is missing the section {section!r}")
         node = config if not section else config[section]
         for field in fields:
             if field not in node:
@@ -67,11 +80,76 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
             f"training.batch_size / training.accum_steps = {micro_batch} must be divisible by the "
             f"number of devices ({num_devices})"
         )
-    if not 0.0 <= training.label_dropout < 1.0:
-        raise ValueError(f"training.label_dropout must be in [0, 1), got {training.label_dropout}")
-    if config.ema.kind not in ("fixed", "halflife"):
-        raise ValueError(f"ema.kind must be 'fixed' or 'halflife', got {config.ema.kind!r}")
-    if config.ema.kind == "fixed" and not 0.0 <= config.ema.decay < 1.0:
-        raise ValueError(f"ema.decay must be in [0, 1), got {config.ema.decay}")
-    if config.ema.kind == "halflife" and config.ema.halflife_images <= 0:
-        raise ValueError(f"ema.halflife_images must be positive, got {config.ema.halflife_images}")
+    if not 0.0 <= training.cond_dropout < 1.0:
+        raise ValueError(f"training.cond_dropout must be in [0, 1), got {training.cond_dropout}")
+    if training.keep_checkpoints < 1:
+        raise ValueError(f"training.keep_checkpoints must be >= 1, got {training.keep_checkpoints}")
+    if config.sample.guidance < 0:
+        raise ValueError(
+            f"sample.guidance must be >= 0 (1 = conditional, 0 = unconditional), got "
+            f"{config.sample.guidance}"
+        )
+    if config.eval.batch_size < 1:
+        raise ValueError(f"eval.batch_size must be >= 1, got {config.eval.batch_size}")
+    check_ema(config.ema, "ema")
+
+
+def check_ema(rule: ml_collections.ConfigDict, where: str) -> None:
+    if rule.kind not in ("fixed", "halflife"):
+        raise ValueError(f"{where}.kind must be 'fixed' or 'halflife', got {rule.kind!r}")
+    if rule.kind == "fixed" and not 0.0 <= rule.decay < 1.0:
+        raise ValueError(f"{where}.decay must be in [0, 1), got {rule.decay}")
+    if rule.kind == "halflife" and rule.halflife_images <= 0:
+        raise ValueError(f"{where}.halflife_images must be positive, got {rule.halflife_images}")
+
+
+def check_diffusion_fields(config: ml_collections.ConfigDict) -> None:
+    """config.process, task.precond, task.loss and the samplers agree (the process owns sigma_data,
+    the noise range and PFGM++'s D; nothing else may restate them differently)."""
+    if "process" not in config or "name" not in config.process:
+        raise ValueError(f"config.process.name is missing; one of {sorted(PROCESSES)}")
+    for field in ("precond", "loss"):
+        if field not in config.task or "name" not in config.task[field]:
+            raise ValueError(f"config.task.{field}.name is missing")
+    process = config.process
+    name, precond, loss = process.name, config.task.precond, config.task.loss
+    if name not in PROCESSES:
+        raise ValueError(
+            f"config.process.name: unknown process {name!r}; known: {sorted(PROCESSES)}"
+        )
+    if loss.name not in LOSS_PROCESSES:
+        raise ValueError(
+            f"config.task.loss.name must be one of {sorted(LOSS_PROCESSES)}, got {loss.name!r}"
+        )
+    if precond.name not in PRECOND_PROCESSES:
+        raise ValueError(
+            f"config.task.precond.name must be one of {sorted(PRECOND_PROCESSES)}, got "
+            f"{precond.name!r}"
+        )
+    if name not in LOSS_PROCESSES[loss.name]:
+        raise ValueError(
+            f"config.task.loss.name={loss.name!r} trains under process "
+            f"{' or '.join(LOSS_PROCESSES[loss.name])}, but config.process.name={name!r}"
+        )
+    if name not in PRECOND_PROCESSES[precond.name]:
+        raise ValueError(
+            f"config.task.precond.name={precond.name!r} does not fit config.process.name={name!r} "
+            f"(it is written for {' or '.join(PRECOND_PROCESSES[precond.name])})"
+        )
+    for constant in ("sigma_data", "D"):
+        for where, section in (("task.loss", loss), ("task.precond", precond)):
+            if constant not in section:
+                continue
+            owner = process.get(constant)
+            if owner is not None and float(section[constant]) != float(owner):
+                raise ValueError(
+                    f"two different {constant}: config.{where}.{constant}={section[constant]} and "
+                    f"config.process.{constant}={owner}; set it once, in config.process"
+                )
+            raise ValueError(
+                f"config.{where}.{constant} restates a constant of the process: set it only in "
+                f"config.process.{constant}"
+            )
+    check_sampler(config.sample.sampler)
+    check_sampler(config.eval.sampler)
+    check_schedule_options(config.sample)

@@ -8,18 +8,24 @@
   confidence > 0.9 ('confident'); the class histogram.
 * 2-D sets: the sliced Wasserstein distance and the RBF-kernel MMD^2 (bandwidths 0.1, 0.3, 1) to a
   fresh test draw of the same size, and the same two between train and test draws (the floors).
-Other data sets (tfds) return no metrics here; use generative.metrics.frechet with Inception-v3
+Other data sets (tfds) have no evaluator here; use generative.metrics.frechet with Inception-v3
 weights.
+
+Evaluators are registered by name (EVALUATORS; config.eval.evaluators picks them): each is a
+function of the samples and an EvalContext returning a dict of metrics.
 """
 
+import dataclasses
 import functools
 import os
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
-from generative.data import create_dataset, digits, synthetic
+from generative.data import create_dataset, digits
 from generative.metrics import digit_classifier, frechet, lowdim
 from generative.metrics.prdc import prdc
 
@@ -82,12 +88,72 @@ def point_metrics(data_config, samples: np.ndarray, key, seed: int = 0) -> dict:
     )
 
 
-def evaluate_samples(config: ml_collections.ConfigDict, samples: np.ndarray, key) -> dict:
-    """The metrics of `samples` for the data set of `config` (empty for data sets without
-    metrics)."""
-    name = config.data.name
-    if name == "digits":
-        return digit_metrics(samples)
-    if name in synthetic.NAMES:
-        return point_metrics(config.data, samples, key, config.seed)
-    return {}
+@dataclasses.dataclass(frozen=True)
+class EvalContext:
+    """What an evaluator may read besides the samples: the run's config, its task, the weights
+    the samples came from and a key for its own randomness."""
+
+    config: ml_collections.ConfigDict
+    task: Any
+    params: Any
+    key: Any
+
+
+def _digits(samples, context: EvalContext) -> dict:
+    return digit_metrics(samples)
+
+
+def _points(samples, context: EvalContext) -> dict:
+    return point_metrics(context.config.data, samples, context.key, context.config.seed)
+
+
+# name -> evaluator(samples, context) -> {metric: value}; graph evaluators are added by
+# generative.graphs.tasks when a graph task is built.
+EVALUATORS: dict[str, Callable[[Any, EvalContext], dict]] = {"digits": _digits, "points": _points}
+
+# Targets quoted in the end-of-run table (the main job's quality goal).
+TARGETS = {"fd_ratio": "<= 3", "confident": ">= 0.9"}
+
+
+def register_evaluator(name: str, evaluator: Callable[[Any, EvalContext], dict]) -> None:
+    EVALUATORS[name] = evaluator
+
+
+def check_evaluators(names) -> None:
+    unknown = sorted(set(names) - set(EVALUATORS))
+    if unknown:
+        raise ValueError(
+            f"eval.evaluators: unknown evaluator(s) {unknown}; known: {sorted(EVALUATORS)}"
+        )
+
+
+def evaluate(names, samples, context: EvalContext, progress=None) -> dict:
+    """The metrics of every evaluator in `names` on `samples`, merged (names must not clash)."""
+    check_evaluators(names)
+    metrics = {}
+    for name in names:
+        metrics.update(EVALUATORS[name](samples, context))
+        if progress is not None:
+            progress(1)
+    return metrics
+
+
+def metrics_table(metrics: dict) -> str:
+    """A small table of scalar metrics: name, value, and the floor ('<name>_floor') or target
+    where known."""
+    rows = []
+    for name, value in metrics.items():
+        if name.endswith("_floor") or np.ndim(value) != 0 or isinstance(value, str):
+            continue
+        value = float(value)
+        reference = metrics.get(f"{name}_floor", TARGETS.get(name, ""))
+        if isinstance(reference, float):
+            reference = f"floor {reference:.4g}"
+        rows.append((name, f"{value:.4g}", str(reference)))
+    if not rows:
+        return "(no metrics)"
+    widths = [
+        max(len(r[i]) for r in rows + [("metric", "value", "floor / target")]) for i in range(3)
+    ]
+    lines = [("metric", "value", "floor / target")] + rows
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in lines)

@@ -1,88 +1,80 @@
-"""Sampling a trained network with any core sampler (generative.samplers), in EDM's unscaled
-coordinates.
+"""Drawing samples from a denoiser under the run's process: noise levels, prior, sampler.
 
-x starts as a draw from the noise kernel at the first level sigmas[0] around 0: Gaussian, or for
-PFGM++ the heavy-tailed kernel with the trained D (Xu et al. 2023: the prior is the kernel at r_max
-= sigma_max sqrt(D)). With a class-conditional network the labels cycle through the classes, and
-config.sample.guidance w != 1 applies classifier-free guidance D = D_null + w (D_label - D_null) (Ho
-and Salimans 2022).
+Every task that samples a denoiser (images, 2-D points, adjacency matrices) goes through
+`sample_denoiser`, so the process is the one owner of the noise range and of the prior:
+
+* ODE/SDE samplers of generative.samplers (heun, dpmpp_2m, ...) run on the descending levels of
+  `noise_levels`: the schedule's range (sigma_min, sigma_max; the VP schedule's betas and cut-off)
+  comes from the process, and x starts as the process's perturbation of 0 at sigmas[0] (Gaussian,
+  or for PFGM++ the heavy-tailed kernel with its D: Xu et al. 2023's prior at r_max = sigma_max
+  sqrt(D)).
+* the reverse-SDE samplers of generative.sde_samplers (euler_maruyama, predictor_corrector) take
+  `steps` steps on the process's own time grid from its prior_sample.
 """
 
-import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from generative.processes import get_process
-from generative.samplers import get_sampler
+from generative import samplers, sde_samplers
+from generative.processes import VP
 from generative.schedules import get_schedule
-from generative.training.step import network_denoiser
+
+SDE_SAMPLERS = ("euler_maruyama", "predictor_corrector")
+# Schedule options each process supplies (and a config may therefore not set).
+_RANGE_FIELDS = ("sigma_min", "sigma_max")
+_VP_FIELDS = ("beta_d", "beta_min", "eps_s")
 
 
-def noise_levels(sample_config: ml_collections.ConfigDict, steps: int | None = None):
-    """The descending sigmas (ending in 0) of sample_config.schedule with `steps` levels."""
+def check_sampler(name: str) -> None:
+    if name not in SDE_SAMPLERS:
+        samplers.get_sampler(name)
+
+
+def schedule_process_options(schedule: str, process) -> dict:
+    """The options of `schedule` that `process` owns (its noise range, or the VP betas)."""
+    accepted = inspect.signature(get_schedule(schedule)).parameters
+    if isinstance(process, VP) and "beta_d" in accepted:
+        values = (process.beta_max - process.beta_min, process.beta_min, process.eps)
+        return dict(zip(_VP_FIELDS, values, strict=True))
+    options = {}
+    for field in _RANGE_FIELDS:
+        if field in accepted and hasattr(process, field):
+            options[field] = getattr(process, field)
+    return options
+
+
+def check_schedule_options(sample_config: ml_collections.ConfigDict) -> None:
+    """The schedule's options may not restate the process's range."""
+    owned = sorted(
+        set(sample_config.get("schedule_options", {}) or {}) & set(_RANGE_FIELDS + _VP_FIELDS)
+    )
+    if owned:
+        raise ValueError(
+            f"sample.schedule_options {owned} belong to the process: set config.process instead"
+        )
+
+
+def noise_levels(process, sample_config: ml_collections.ConfigDict, steps: int | None = None):
+    """The descending sigmas (ending in 0) of sample_config.schedule with `steps` levels (default
+    sample_config.steps), over the range of `process`."""
     steps = sample_config.steps if steps is None else steps
-    return get_schedule(sample_config.schedule)(steps, **sample_config.schedule_options)
+    check_schedule_options(sample_config)
+    options = dict(sample_config.get("schedule_options", {}) or {})
+    options.update(schedule_process_options(sample_config.schedule, process))
+    return get_schedule(sample_config.schedule)(steps, **options)
 
 
-def prior_noise(config: ml_collections.ConfigDict, key, shape, sigma_max):
-    """A draw from the perturbation kernel at level sigma_max around 0 (the sampler's start)."""
-    if config.loss.name == "pfgmpp":
-        process = get_process("pfgmpp", D=config.loss.D)
-        return process.perturb(key, jnp.zeros(shape), jnp.full(shape[:1], sigma_max))
-    return sigma_max * jax.random.normal(key, shape)
-
-
-def guided_denoiser(denoise, labels, num_classes: int, guidance: float):
-    """denoise(x, sigma) conditioned on `labels`, with classifier-free guidance weight
-    `guidance`."""
-    if labels is None:
-        return denoise
-    conditional = functools.partial(denoise, labels=labels)
-    if guidance == 1.0:
-        return conditional
-
-    def guided(x, sigma):
-        unconditional = denoise(x, sigma, labels=jnp.full_like(labels, num_classes))
-        return unconditional + guidance * (conditional(x, sigma) - unconditional)
-
-    return guided
-
-
-def make_sample_fn(
-    model,
-    config: ml_collections.ConfigDict,
-    *,
-    shape,
-    sampler: str | None = None,
-    steps: int | None = None,
-    chunk: int = 1000,
-):
-    """sample_fn(params, key, num) -> numpy [num, *shape]: samples of the network with `params`
-    (pass the EMA parameters), `chunk` at a time through one jit-compiled sampler call (compiled
-    once per chunk size and reused across calls). Different keys give independent samples."""
-    sampler_fn = get_sampler(config.sample.sampler if sampler is None else sampler)
-    sigmas = noise_levels(config.sample, steps)
-    num_classes = config.model.get("num_classes", 0) or 0
-
-    @functools.partial(jax.jit, static_argnums=3)
-    def run(params, key, labels, size):
-        noise_key, sampler_key = jax.random.split(key)
-        denoise = network_denoiser(model, params, config.precond)
-        denoise = guided_denoiser(denoise, labels, num_classes, config.sample.guidance)
-        x = prior_noise(config, noise_key, (size, *shape), sigmas[0])
-        return sampler_fn(denoise, x, sigmas, key=sampler_key)
-
-    def sample_fn(params, key, num: int) -> np.ndarray:
-        out = []
-        for start in range(0, num, chunk):
-            size = min(chunk, num - start)
-            labels = None
-            if num_classes:
-                labels = jnp.arange(start, start + size, dtype=jnp.int32) % num_classes
-            out.append(np.asarray(run(params, jax.random.fold_in(key, start), labels, size)))
-        return np.concatenate(out)
-
-    return sample_fn
+def sample_denoiser(denoise, process, key, shape, *, sampler: str, sigmas=None, steps=None):
+    """Samples [*shape] of denoise(x, sigma) with `sampler`: on the levels `sigmas` from the
+    process's kernel at sigmas[0], or for an SDE sampler in `steps` steps from its prior."""
+    prior_key, sampler_key = jax.random.split(key)
+    if sampler in SDE_SAMPLERS:
+        x = process.prior_sample(prior_key, shape)
+        return getattr(sde_samplers, sampler)(
+            process, denoise, x, key=sampler_key, num_steps=int(steps)
+        )
+    x = process.perturb(prior_key, jnp.zeros(shape), jnp.full(shape[:1], sigmas[0]))
+    return samplers.get_sampler(sampler)(denoise, x, sigmas, key=sampler_key)

@@ -1,29 +1,22 @@
-"""The jit-compiled train step, data-parallel over a mesh of all devices.
+"""The jit-compiled train step of any task, data-parallel over a mesh of all devices.
 
-Parameters, EMA and optimiser state are replicated; the batch is split along its first axis over the
-mesh axis 'data'. The step is written for the whole global batch and XLA inserts the gradient
+Parameters, EMAs and optimiser states are replicated; the batch is split along its first axis over
+the mesh axis 'data'. The step is written for the whole global batch and XLA inserts the gradient
 all-reduce, so the same code runs on 1 CPU, on 8 forced host devices and on a TPU pod slice.
 
-Options:
-* mixed precision: with model.dtype 'bfloat16' the Flax modules compute in bfloat16 while their
-  parameters, the gradients, the optimiser state and the EMA stay float32.
-* label_dropout p: each label is replaced by the null class (num_classes) with probability p,
-  training the unconditional model used by classifier-free guidance (Ho and Salimans 2022).
-* training.accum_steps k: the batch is cut into k micro-batches (example i goes to micro-batch i mod
-  k, so each micro-batch is still spread over all devices) whose mean gradients are averaged in a
-  lax.scan; memory scales with B / k.
+One step runs the task's phases in order (generative.training.task): each phase differentiates its
+loss with respect to its own group only and applies that group's optimiser, `repeats` times; then
+every EMA of every group advances once. With training.accum_steps k the batch is cut into k
+micro-batches (example i goes to micro-batch i mod k, so each is still spread over all devices)
+whose mean gradients are averaged; memory scales with B / k.
 """
 
-import functools
-
-import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from generative.preconditioning import precondition
 from generative.training.ema import ema_decay, ema_update
 from generative.training.state import TrainState
 
@@ -44,103 +37,116 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def network_denoiser(model, params, precond_config, *, train=False, dropout_key=None):
-    """denoise(x, sigma, **cond) for the Flax network `model` with `params`, preconditioned as
-    precond_config.kind (generative.preconditioning; the other fields are passed on)."""
+def accumulated_value_and_grad(value_and_grad, accum_steps: int, *, unroll: bool | None = None):
+    """value_and_grad(params, batch, key) -> ((loss, metrics), grads), averaged over
+    `accum_steps` micro-batches of one batch: micro-batch j holds examples j, j + k, j + 2k, ...
+    and uses the key split(key, k)[j].
 
-    def raw_net(x_in, c_noise, **cond):
-        rngs = {"dropout": dropout_key} if train and dropout_key is not None else {}
-        out = model.apply({"params": params}, x_in, c_noise, train=train, rngs=rngs, **cond)
-        return out.astype(jnp.float32)
-
-    options = {k: v for k, v in precond_config.items() if k != "kind"}
-    return precondition(raw_net, precond_config.kind, **options)
-
-
-def drop_labels(key, labels, rate: float, num_classes: int):
-    """Each label becomes the null class `num_classes` with probability `rate`."""
-    if rate <= 0:
-        return labels
-    return jnp.where(jax.random.uniform(key, labels.shape) < rate, num_classes, labels)
-
-
-def make_batch_loss(model, loss_fn, config: ml_collections.ConfigDict):
-    """batch_loss(params, batch, key) -> scalar mean of loss_fn over the batch (the training
-    objective)."""
-    num_classes = config.model.get("num_classes", 0) or 0
-
-    def batch_loss(params, batch, key):
-        dropout_key, loss_key, label_key = jax.random.split(key, 3)
-        cond = {}
-        if num_classes:
-            cond["labels"] = drop_labels(
-                label_key, batch["label"], config.training.label_dropout, num_classes
-            )
-        denoise = network_denoiser(
-            model, params, config.precond, train=True, dropout_key=dropout_key
-        )
-        per_example = loss_fn(denoise, loss_key, batch["x"], **cond)
-        chex.assert_shape(per_example, (batch["x"].shape[0],))
-        return per_example.mean()
-
-    return batch_loss
-
-
-def accumulated_value_and_grad(batch_loss, accum_steps: int):
-    """value_and_grad of batch_loss averaged over `accum_steps` micro-batches of one batch."""
-    value_and_grad = jax.value_and_grad(batch_loss)
+    unroll (default: on the CPU backend) traces the k micro-batches one after another instead of
+    in a lax.scan: XLA:CPU compiles the backward convolutions of a while-loop body to naive loop
+    nests instead of its fast kernels, which made the accumulated step ~15x slower than the plain
+    one (benchmarks/RESULTS.md, "Gradient accumulation"). Each micro-batch's inputs pass through
+    lax.optimization_barrier with the running sum, so micro-batch j + 1 is not scheduled before j's
+    gradients are added. Elsewhere the scan is kept: one compiled body, whose activations are one
+    micro-batch's (B / k), which is what accumulation is for on an accelerator.
+    """
     if accum_steps == 1:
         return value_and_grad
+    k = accum_steps
+    if unroll is None:
+        unroll = jax.default_backend() == "cpu"
 
-    def split(x):
-        micro = x.reshape(x.shape[0] // accum_steps, accum_steps, *x.shape[1:])
-        return jnp.swapaxes(micro, 0, 1)
+    def micro_batch(batch, j):
+        return jax.tree.map(lambda x: x[j::k], batch)
 
     def accumulated(params, batch, key):
-        micro_batches = jax.tree.map(split, batch)
-        keys = jax.random.split(key, accum_steps)
+        keys = jax.random.split(key, k)
+        total = value_and_grad(params, micro_batch(batch, 0), keys[0])
+        if unroll:
+            for j in range(1, k):
+                params_j, total = jax.lax.optimization_barrier((params, total))
+                out = value_and_grad(params_j, micro_batch(batch, j), keys[j])
+                total = jax.tree.map(jnp.add, total, out)
+        else:
 
-        def body(carry, inputs):
-            loss_sum, grad_sum = carry
-            loss, grads = value_and_grad(params, *inputs)
-            return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
+            def split(x):  # [B, ...] -> [k, B / k, ...]; row j = examples j, j + k, ...
+                return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
 
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        (loss_sum, grad_sum), _ = jax.lax.scan(body, (0.0, zeros), (micro_batches, keys))
-        return loss_sum / accum_steps, jax.tree.map(lambda g: g / accum_steps, grad_sum)
+            rest = jax.tree.map(lambda x: split(x)[1:], batch)
+
+            def body(carry, inputs):
+                return jax.tree.map(jnp.add, carry, value_and_grad(params, *inputs)), None
+
+            total, _ = jax.lax.scan(body, total, (rest, keys[1:]))
+        return jax.tree.map(lambda x: x / k, total)
 
     return accumulated
 
 
-def make_train_step(model, loss_fn, optimizer, config: ml_collections.ConfigDict, mesh: Mesh):
+def _metric_names(phases) -> list[str]:
+    """Metric prefix per phase: none for a one-phase task, '<group>.' otherwise."""
+    if len(phases) == 1:
+        return [""]
+    return [f"{phase.group}." for phase in phases]
+
+
+def make_train_step(task, optimizers: dict, config: ml_collections.ConfigDict, mesh: Mesh):
     """train_step(state, batch, key) -> (state, metrics), jitted with explicit shardings on `mesh`.
 
-    `batch` is {'x': [B, ...], 'label': [B]} sharded over 'data' (see batch_sharded); metrics are
-    replicated scalars: loss, grad_norm (before clipping), update_norm and the EMA decay used.
-    The input state is donated.
+    Metrics are replicated scalars: each phase's loss and task metrics, grad_norm (before clipping)
+    and update_norm (prefixed '<group>.' when the task has several phases), and each EMA's decay
+    ('ema_decay' for a single EMA, '<group>.<name>.decay' otherwise). The input state is donated.
     """
+    phases = task.phases()
+    rules = task.emas()
     batch_size = config.training.batch_size
-    value_and_grad = accumulated_value_and_grad(
-        make_batch_loss(model, loss_fn, config), config.training.accum_steps
-    )
+    prefixes = _metric_names(phases)
+    single_ema = sum(len(r) for r in rules.values()) == 1
+
+    def phase_update(phase, params, opt_state, frozen, batch, key):
+        group = phase.group
+
+        def group_loss(group_params, batch, key):
+            return phase.loss_fn({**params, group: group_params}, frozen, batch, key)
+
+        value_and_grad = accumulated_value_and_grad(
+            jax.value_and_grad(group_loss, has_aux=True), config.training.accum_steps
+        )
+        for repeat in range(phase.repeats):
+            (loss, metrics), grads = value_and_grad(
+                params[group], batch, jax.random.fold_in(key, repeat)
+            )
+            updates, opt_state = optimizers[group].update(grads, opt_state, params[group])
+            params = {**params, group: optax.apply_updates(params[group], updates)}
+        metrics = dict(
+            metrics,
+            loss=loss,
+            grad_norm=optax.tree.norm(grads),
+            update_norm=optax.tree.norm(updates),
+        )
+        return params, opt_state, metrics
 
     def train_step(state: TrainState, batch, key):
-        loss, grads = value_and_grad(state.params, batch, key)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        decay = ema_decay(config.ema, state.step, batch_size)
-        new_state = state.replace(
-            step=state.step + 1,
-            params=params,
-            ema_params=ema_update(state.ema_params, params, decay),
-            opt_state=opt_state,
-        )
-        metrics = {
-            "loss": loss,
-            "grad_norm": optax.tree.norm(grads),
-            "update_norm": optax.tree.norm(updates),
-            "ema_decay": decay,
-        }
+        params, opt_states, metrics = state.params, dict(state.opt_state), {}
+        frozen = state.frozen_view()
+        for index, (phase, prefix) in enumerate(zip(phases, prefixes, strict=True)):
+            params, opt_states[phase.group], phase_metrics = phase_update(
+                phase,
+                params,
+                opt_states[phase.group],
+                frozen,
+                batch,
+                jax.random.fold_in(key, index),
+            )
+            metrics.update({prefix + name: value for name, value in phase_metrics.items()})
+        ema = {}
+        for group, group_rules in rules.items():
+            ema[group] = {}
+            for name, rule in group_rules.items():
+                decay = ema_decay(rule, state.step, batch_size)
+                ema[group][name] = ema_update(state.ema[group][name], params[group], decay)
+                metrics["ema_decay" if single_ema else f"{group}.{name}.decay"] = decay
+        new_state = state.replace(step=state.step + 1, params=params, ema=ema, opt_state=opt_states)
         return new_state, metrics
 
     rep, data = replicated(mesh), batch_sharded(mesh)
@@ -152,21 +158,15 @@ def make_train_step(model, loss_fn, optimizer, config: ml_collections.ConfigDict
     )
 
 
-def init_state(model, optimizer, example_batch, key, mesh: Mesh, num_classes: int = 0):
-    """The initial TrainState (params from model.init on one example), placed replicated on
-    `mesh`."""
-    x = jnp.zeros((1, *example_batch["x"].shape[1:]), jnp.float32)
-    cond = {"labels": jnp.zeros((1,), jnp.int32)} if num_classes else {}
+def init_state(task, optimizers: dict, key, mesh: Mesh) -> TrainState:
+    """The initial TrainState (task.init on its example batch), placed replicated on `mesh`."""
+    example = task.example_batch()
+    emas = {group: rules for group, rules in task.emas().items()}
 
-    @functools.partial(jax.jit, out_shardings=replicated(mesh))
     def init(key):
-        params_key, dropout_key = jax.random.split(key)
-        variables = model.init(
-            {"params": params_key, "dropout": dropout_key}, x, jnp.zeros((1,)), train=False, **cond
-        )
-        return TrainState.create(variables["params"], optimizer)
+        return TrainState.create(task.init(key, example), optimizers, emas)
 
-    return init(key)
+    return jax.jit(init, out_shardings=replicated(mesh))(key)
 
 
 def put_batch(batch, mesh: Mesh):
