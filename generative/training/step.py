@@ -39,16 +39,18 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 def accumulated_value_and_grad(value_and_grad, accum_steps: int, *, unroll: bool | None = None):
     """value_and_grad(params, batch, key) -> ((loss, metrics), grads), averaged over
-    `accum_steps` micro-batches of one batch: micro-batch j holds examples j, j + k, j + 2k, ...
+    `accum_steps` = k micro-batches of one batch: micro-batch j holds examples j, j + k, j + 2k, ...
     and uses the key split(key, k)[j].
 
     unroll (default: on the CPU backend) traces the k micro-batches one after another instead of
-    in a lax.scan: XLA:CPU compiles the backward convolutions of a while-loop body to naive loop
-    nests instead of its fast kernels, which made the accumulated step ~15x slower than the plain
-    one (benchmarks/RESULTS.md, "Gradient accumulation"). Each micro-batch's inputs pass through
-    lax.optimization_barrier with the running sum, so micro-batch j + 1 is not scheduled before j's
-    gradients are added. Elsewhere the scan is kept: one compiled body, whose activations are one
-    micro-batch's (B / k), which is what accumulation is for on an accelerator.
+    in a lax.scan. XLA:CPU puts convolutions into the layout its fast kernels need only in the
+    entry computation, so the backward convolutions of a scan body compiled to naive loop nests
+    and the accumulated step ran ~15x slower than the plain one (benchmarks/RESULTS.md, "Gradient
+    accumulation"). Unrolled, micro-batch j + 1 reads the parameters through a data dependency on
+    the gradients summed so far (`params + 0 * all_finite(grads)`, exactly params), so its forward
+    pass cannot start before j's backward pass ends and peak activations stay one micro-batch's
+    (B / k), as with the scan. Elsewhere the scan is kept (one compiled body; compile time does not
+    grow with k).
     """
     if accum_steps == 1:
         return value_and_grad
@@ -56,27 +58,32 @@ def accumulated_value_and_grad(value_and_grad, accum_steps: int, *, unroll: bool
     if unroll is None:
         unroll = jax.default_backend() == "cpu"
 
-    def micro_batch(batch, j):
-        return jax.tree.map(lambda x: x[j::k], batch)
+    def split(x):  # [B, ...] -> [k, B / k, ...]; row j = examples j, j + k, j + 2k, ...
+        return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
+
+    def after(params, total):
+        """params, computable only once `total` is (a bool times 0 is 0 even for non-finite
+        gradients, and XLA does not fold float x * 0)."""
+        grads = [g for g in jax.tree.leaves(total[1]) if jnp.issubdtype(g.dtype, jnp.inexact)]
+        finite = jnp.all(jnp.stack([jnp.isfinite(g).all() for g in grads]))
+        zero = finite.astype(jnp.float32) * 0
+        return jax.tree.map(lambda p: p + zero.astype(p.dtype), params)
 
     def accumulated(params, batch, key):
         keys = jax.random.split(key, k)
-        total = value_and_grad(params, micro_batch(batch, 0), keys[0])
+        micro = jax.tree.map(split, batch)
+        total = value_and_grad(params, jax.tree.map(lambda x: x[0], micro), keys[0])
         if unroll:
             for j in range(1, k):
-                params_j, total = jax.lax.optimization_barrier((params, total))
-                out = value_and_grad(params_j, micro_batch(batch, j), keys[j])
+                micro_j = jax.tree.map(lambda x, j=j: x[j], micro)
+                out = value_and_grad(after(params, total), micro_j, keys[j])
                 total = jax.tree.map(jnp.add, total, out)
         else:
-
-            def split(x):  # [B, ...] -> [k, B / k, ...]; row j = examples j, j + k, ...
-                return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
-
-            rest = jax.tree.map(lambda x: split(x)[1:], batch)
 
             def body(carry, inputs):
                 return jax.tree.map(jnp.add, carry, value_and_grad(params, *inputs)), None
 
+            rest = jax.tree.map(lambda x: x[1:], micro)
             total, _ = jax.lax.scan(body, total, (rest, keys[1:]))
         return jax.tree.map(lambda x: x / k, total)
 
