@@ -30,8 +30,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from generative.processes import EDM, PFGMpp, per_example, process_name_of
+from generative.schedules import concrete
 
 Denoiser = Callable[..., jax.Array]
 
@@ -56,6 +58,15 @@ def _check_denoised(denoised: jax.Array, x0: jax.Array) -> None:
         raise ValueError(
             f"denoise(x, sigma) must return x0's shape {x0.shape}, got {denoised.shape}"
         )
+
+
+def _check_eps(eps, upper, expected: str) -> None:
+    """ValueError unless a concrete ``eps`` is in (0, upper); tracers pass through."""
+    value, high = concrete(eps), concrete(upper)
+    if value is not None and not np.all(value > 0):
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    if value is not None and high is not None and not np.all(value < high):
+        raise ValueError(f"eps must be < {expected}, got {eps!r}")
 
 
 def _lognormal_denoising_loss(denoise, key, x0, process, p_mean, p_std, sigma_data, reduce, cond):
@@ -131,6 +142,7 @@ def dsm_loss(
     """
     if weighting not in DSM_WEIGHTINGS:
         raise ValueError(f"weighting must be one of {DSM_WEIGHTINGS}, got {weighting!r}")
+    _check_eps(eps, process.t_max, f"the process's t_max = {process.t_max!r}")
     _check_batch(x0)
     key_t, key_noise = jax.random.split(key)
     t = jax.random.uniform(key_t, x0.shape[:1], x0.dtype, minval=eps, maxval=process.t_max)
@@ -168,6 +180,7 @@ def flow_matching_loss(
     """
     if t_sampling not in T_SAMPLINGS:
         raise ValueError(f"t_sampling must be one of {T_SAMPLINGS}, got {t_sampling!r}")
+    _check_eps(eps, 0.5, "0.5 (t is clipped to [eps, 1 - eps])")
     _check_batch(x0)
     key_t, key_noise = jax.random.split(key)
     if t_sampling == "uniform":

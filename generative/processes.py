@@ -23,11 +23,13 @@ References:
 import dataclasses
 import functools
 import math
-import numbers
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from generative.schedules import concrete
 
 
 def per_example(value, x: jax.Array) -> jax.Array:
@@ -50,27 +52,44 @@ def _check_batched(x0: jax.Array, name: str = "x0") -> None:
 
 
 def _check_positive(**values) -> None:
-    """ValueError for a concrete (Python or NumPy) number that is not > 0; tracers pass through."""
+    """ValueError for a concrete value that is not > 0; tracers pass through."""
     for name, value in values.items():
-        if isinstance(value, (int, float)) and not value > 0:
+        known = concrete(value)
+        if known is not None and not np.all(known > 0):
             raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
 def _check_less(lo_name, lo, hi_name, hi) -> None:
-    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and not lo < hi:
+    lo_value, hi_value = concrete(lo), concrete(hi)
+    if lo_value is not None and hi_value is not None and not np.all(lo_value < hi_value):
         raise ValueError(f"{lo_name} must be < {hi_name}, got {lo_name}={lo!r}, {hi_name}={hi!r}")
 
 
 def _pytree(cls=None, *, meta_fields=()):
-    """Frozen dataclass whose fields are pytree leaves except ``meta_fields`` (static)."""
+    """Frozen dataclass whose fields are pytree leaves except ``meta_fields`` (static).
+
+    Unflattening skips ``__post_init__``: its checks are for the user's constants, while jax also
+    rebuilds processes from tracers, gradients and placeholders.
+    """
 
     def wrap(cls):
         cls = dataclasses.dataclass(frozen=True)(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         data = [n for n in names if n not in meta_fields]
-        return jax.tree_util.register_dataclass(
-            cls, data_fields=data, meta_fields=list(meta_fields)
-        )
+        meta = [n for n in names if n in meta_fields]
+
+        def flatten_with_keys(process):
+            leaves = [(jax.tree_util.GetAttrKey(n), getattr(process, n)) for n in data]
+            return leaves, tuple(getattr(process, n) for n in meta)
+
+        def unflatten(meta_values, leaves):
+            process = object.__new__(cls)
+            for name, value in zip(meta + data, (*meta_values, *leaves), strict=True):
+                object.__setattr__(process, name, value)
+            return process
+
+        jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten)
+        return cls
 
     return wrap if cls is None else wrap(cls)
 
@@ -299,10 +318,13 @@ class PFGMpp(_EDMTime):
     sigma_data: float = 0.5
 
     def __post_init__(self):
-        if not (isinstance(self.D, numbers.Real) and self.D > 0):
+        D = concrete(self.D)
+        if D is None or D.shape != () or not np.issubdtype(D.dtype, np.number) or not D > 0:
             raise ValueError(
-                f"D (PFGM++ augmentation dimension) must be a number > 0 or inf, got {self.D!r}"
+                "D (PFGM++ augmentation dimension) must be a concrete number > 0 or inf (it is "
+                f"static), got {self.D!r}"
             )
+        object.__setattr__(self, "D", float(D))  # hashable, as a static field must be
         _check_positive(sigma_min=self.sigma_min, sigma_data=self.sigma_data)
         _check_less("sigma_min", self.sigma_min, "sigma_max", self.sigma_max)
 

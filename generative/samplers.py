@@ -14,7 +14,8 @@ Shared conventions:
   value is the sample at sigma = 0. Coordinates are EDM's unscaled ones, x = x0 + sigma n (divide by
   s(t) first).
 * ``sigmas`` is descending and ends in exactly 0 (see ``generative.schedules``); it is checked with
-  ``schedules.check_sigmas`` before anything is traced.
+  ``schedules.check_sigmas`` before anything is traced, and also in x's dtype, the one the steps
+  run in (e.g. 200 Karras levels in bfloat16 give equal log sigmas, a zero DPM-Solver++ step).
 * The probability-flow ODE is EDM's eq. 3 with s = 1, sigma(t) = t:
   dx/dsigma = (x - D(x, sigma)) / sigma.
 * Every sampler scans the steps whose next level is > 0 and then takes one final step into
@@ -158,13 +159,20 @@ def _prepare(
     key,
     *,
     needs_key,
+    log_steps=False,
+    ancestral=False,
     callback=None,
     return_trajectory=False,
     checks=False,
     sample_index=None,
     **unknown,
 ) -> tuple[_Context, jax.Array]:
-    """Validate the arguments shared by every sampler (before tracing); return its context and x."""
+    """Validate the arguments shared by every sampler (before tracing); return its context and x.
+
+    ``sigmas`` must also survive x's dtype, the one the steps run in: stay strictly descending, in
+    log sigma too for ``log_steps`` samplers, and keep ``ancestral_step``'s variance finite for
+    ``ancestral`` ones (float16 overflows above sigma ~ 16).
+    """
     if unknown:
         raise ValueError(
             f"{name}: unknown options {sorted(unknown)}; every sampler takes {list(_RUN_OPTIONS)} "
@@ -176,6 +184,11 @@ def _prepare(
     if x.ndim < 1 or not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"{name}: x must be a floating array [B, *event], got {x.dtype} {x.shape}")
     schedules.check_sigmas(sigmas)
+    values = schedules.concrete(sigmas)
+    if values is not None:
+        schedules.check_in_dtype(f"{name}: sigmas", values, x.dtype, "sigma", log=log_steps)
+        if ancestral:
+            _check_ancestral(name, values, x.dtype)
     sigmas = jnp.asarray(sigmas, x.dtype)
     sample_keys = None
     if needs_key:
@@ -196,6 +209,17 @@ def _prepare(
         )
     ctx = _Context(denoise, sigmas, sample_keys, callback, bool(return_trajectory), bool(checks))
     return ctx, x
+
+
+def _check_ancestral(name, sigmas: np.ndarray, dtype):
+    cast = sigmas.astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        overflow = int(np.sum(~np.isfinite(_ancestral_variance(cast[:-1], cast[1:]))))
+    if overflow:
+        raise ValueError(
+            f"{name}: sigmas: {overflow} of {len(cast) - 1} steps overflow {np.dtype(dtype).name} "
+            "(x's dtype) in the ancestral noise variance; use a float32 x"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -418,7 +442,9 @@ def dpmpp_2m(denoise, x, sigmas, *, key=None, **options):
     D_hat = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1}, r = h_{i-1} / h (D_hat = D_0 on the first step).
     The last step, into sigma = 0, is x_0 = D(x, sigma_{n-1}). Deterministic: key is unused.
     """
-    ctx, x = _prepare("dpmpp_2m", denoise, x, sigmas, None, needs_key=False, **options)
+    ctx, x = _prepare(
+        "dpmpp_2m", denoise, x, sigmas, None, needs_key=False, log_steps=True, **options
+    )
 
     def step(i, x, old_denoised):
         sigma, sigma_next = ctx.sigmas[i], ctx.sigmas[i + 1]
@@ -433,6 +459,11 @@ def dpmpp_2m(denoise, x, sigmas, *, key=None, **options):
     return ctx.run(step, _denoise_final(ctx), x, jnp.zeros_like(x))
 
 
+def _ancestral_variance(sigma_from, sigma_to):
+    """sigma_to^2 (sigma_from^2 - sigma_to^2) / sigma_from^2 in the inputs' dtype (jax or NumPy)."""
+    return sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2
+
+
 def ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
     """Split a step from sigma_from to sigma_to into a deterministic move to sigma_down and fresh
     noise of level sigma_up (eta = 1: the DDPM posterior, Ho et al. 2020):
@@ -442,7 +473,7 @@ def ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
     """
     if not eta:
         return sigma_to, 0.0
-    variance = sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2
+    variance = _ancestral_variance(sigma_from, sigma_to)
     sigma_up = jnp.minimum(sigma_to, eta * jnp.sqrt(variance))
     return jnp.sqrt(sigma_to**2 - sigma_up**2), sigma_up
 
@@ -456,7 +487,9 @@ def euler_ancestral(denoise, x, sigmas, *, key=None, eta=1.0, s_noise=1.0, **opt
     """
     if not eta >= 0:
         raise ValueError(f"euler_ancestral: eta must be >= 0, got {eta}")
-    ctx, x = _prepare("euler_ancestral", denoise, x, sigmas, key, needs_key=eta > 0, **options)
+    ctx, x = _prepare(
+        "euler_ancestral", denoise, x, sigmas, key, needs_key=eta > 0, ancestral=eta > 0, **options
+    )
 
     def move(i, x):
         sigma = ctx.sigmas[i]
@@ -509,7 +542,9 @@ def dpmpp_2m_sde(
         )
     if not eta >= 0:
         raise ValueError(f"dpmpp_2m_sde: eta must be >= 0, got {eta}")
-    ctx, x = _prepare("dpmpp_2m_sde", denoise, x, sigmas, key, needs_key=eta > 0, **options)
+    ctx, x = _prepare(
+        "dpmpp_2m_sde", denoise, x, sigmas, key, needs_key=eta > 0, log_steps=True, **options
+    )
 
     def step(i, x, state):
         old_denoised, h_last = state
@@ -544,7 +579,9 @@ def dpmpp_3m_sde(denoise, x, sigmas, *, key=None, eta=1.0, s_noise=1.0, **option
     """
     if not eta >= 0:
         raise ValueError(f"dpmpp_3m_sde: eta must be >= 0, got {eta}")
-    ctx, x = _prepare("dpmpp_3m_sde", denoise, x, sigmas, key, needs_key=eta > 0, **options)
+    ctx, x = _prepare(
+        "dpmpp_3m_sde", denoise, x, sigmas, key, needs_key=eta > 0, log_steps=True, **options
+    )
 
     def step(i, x, state):
         denoised_1, denoised_2, h_1, h_2 = state

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _concrete(value):
-    """``value`` as a NumPy array when it is known before tracing, else None (a jit tracer)."""
+def concrete(value):
+    """``value`` as a NumPy array when it is known before tracing, else None (a jax tracer)."""
     try:
         return np.asarray(value)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
@@ -28,13 +28,20 @@ def _concrete(value):
 def _check_levels(n: int, sigma_min, sigma_max) -> None:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive int (number of noise levels), got {n!r}")
-    lo, hi = _concrete(sigma_min), _concrete(sigma_max)
+    lo, hi = concrete(sigma_min), concrete(sigma_max)
     if lo is not None and not np.all(lo > 0):
         raise ValueError(f"sigma_min must be > 0, got {sigma_min!r}")
     if lo is not None and hi is not None and not np.all(hi > lo):
         raise ValueError(
             f"sigma_max must be > sigma_min, got sigma_max={sigma_max!r}, sigma_min={sigma_min!r}"
         )
+
+
+def _check_value(name: str, value, ok: Callable, expected: str) -> None:
+    """ValueError naming ``name`` unless ``ok(value)``; skipped for a tracer."""
+    known = concrete(value)
+    if known is not None and not np.all(ok(known)):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 def _append_zero(sigmas: jax.Array) -> jax.Array:
@@ -48,6 +55,7 @@ def karras_sigmas(n: int, sigma_min=0.002, sigma_max=80.0, rho: float = 7.0) -> 
     sigma_n = 0. With n = 1 the single level is sigma_max.
     """
     _check_levels(n, sigma_min, sigma_max)
+    _check_value("rho", rho, lambda v: v > 0, "> 0")
     ramp = jnp.linspace(0.0, 1.0, n)
     inv_max = jnp.asarray(sigma_max, float) ** (1.0 / rho)
     inv_min = jnp.asarray(sigma_min, float) ** (1.0 / rho)
@@ -66,6 +74,7 @@ def polyexponential_sigmas(n: int, sigma_min=0.002, sigma_max=80.0, rho: float =
     rho = 1 is the exponential schedule; rho > 1 spends more levels at low noise.
     """
     _check_levels(n, sigma_min, sigma_max)
+    _check_value("rho", rho, lambda v: v > 0, "> 0")
     ramp = jnp.linspace(1.0, 0.0, n) ** rho
     log_min = jnp.log(jnp.asarray(sigma_min, float))
     log_max = jnp.log(jnp.asarray(sigma_max, float))
@@ -81,8 +90,9 @@ def vp_sigmas(
     """
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive int (number of noise levels), got {n!r}")
-    if not 0.0 < eps_s < 1.0:
-        raise ValueError(f"eps_s must be in (0, 1), got {eps_s!r}")
+    _check_value("eps_s", eps_s, lambda v: (v > 0) & (v < 1), "in (0, 1)")
+    _check_value("beta_d", beta_d, lambda v: v > 0, "> 0")
+    _check_value("beta_min", beta_min, lambda v: v >= 0, ">= 0")
     t = jnp.linspace(1.0, eps_s, n)
     return _append_zero(jnp.sqrt(jnp.expm1(0.5 * beta_d * t**2 + beta_min * t)))
 
@@ -101,7 +111,7 @@ def check_sigmas(sigmas) -> None:
     shape = jnp.shape(sigmas)
     if len(shape) != 1 or shape[0] < 2:
         raise ValueError(f"{SIGMAS_CONTRACT}, got shape {shape}")
-    values = _concrete(sigmas)
+    values = concrete(sigmas)
     if values is None:
         return
     if not np.all(np.isfinite(values)):
@@ -115,6 +125,35 @@ def check_sigmas(sigmas) -> None:
         raise ValueError(f"{SIGMAS_CONTRACT}; got last entry {values[-1]}")
     if not np.all(np.diff(values) < 0):
         raise ValueError(f"{SIGMAS_CONTRACT}; got {values}")
+
+
+def check_in_dtype(name: str, values: np.ndarray, dtype, what: str, *, log: bool = False) -> None:
+    """Raise ValueError unless strictly descending ``values`` stay finite and strictly descending
+    once cast to ``dtype`` (with ``log``: their logs, taken in ``dtype``, a final 0 giving -inf).
+
+    Low precision rounds close levels to one value (bfloat16 has 8 significant bits), and then a
+    step is empty or, in log sigma, divides by a zero step h. ``name`` is the argument to blame,
+    ``what`` the quantity that collapses.
+    """
+    dtype = np.dtype(dtype)
+    with np.errstate(over="ignore"):
+        cast = np.asarray(values).astype(dtype)
+    overflow = int(np.sum(~np.isfinite(cast)))
+    if overflow:
+        raise ValueError(
+            f"{name}: {overflow} of {len(cast)} levels overflow in {dtype.name} (x's dtype); use "
+            "a float32 x"
+        )
+    if log:
+        with np.errstate(divide="ignore"):
+            cast = np.log(cast)
+        what = f"log({what})"
+    collapsed = int(np.sum(~(np.diff(cast) < 0)))
+    if collapsed:
+        raise ValueError(
+            f"{name}: {collapsed} of {len(cast) - 1} steps collapse to equal {what} in "
+            f"{dtype.name} (x's dtype); use fewer steps or a float32 x"
+        )
 
 
 SCHEDULES: dict[str, Callable[..., jax.Array]] = {

@@ -16,9 +16,10 @@ the device count (the corrector's step size does: see ``predictor_corrector``).
 """
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from generative import processes
+from generative import processes, schedules
 from generative.samplers import per_sample_keys, per_sample_normal
 
 
@@ -32,6 +33,10 @@ def _check(name, process, x, num_steps, key, sample_index):
     x = jnp.asarray(x)
     if x.ndim < 1 or not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"{name}: x must be a floating array [B, *event], got {x.dtype} {x.shape}")
+    t_max, t_min = schedules.concrete(process.t_max), schedules.concrete(process.t_min)
+    if t_max is not None and t_min is not None:  # _integrate's time grid, in x's dtype
+        ts = np.linspace(t_max, t_min, num_steps + 1)
+        schedules.check_in_dtype(f"{name}: num_steps", ts, x.dtype, "t")
     if key is None:
         raise ValueError(f"{name}: the reverse SDE is stochastic; pass key=")
     index = jnp.arange(x.shape[0]) if sample_index is None else jnp.asarray(sample_index)

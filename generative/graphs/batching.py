@@ -24,6 +24,7 @@ import networkx as nx
 import numpy as np
 
 from generative.graphs import jraph_compat as jc
+from generative.graphs.orbits import check_simple_graph
 
 
 class Bucket(NamedTuple):
@@ -40,8 +41,7 @@ def _check_graph_list(graphs: Sequence[nx.Graph], name: str = "graphs") -> None:
     if len(graphs) == 0:
         raise ValueError(f"{name} is empty; need at least one graph")
     for i, g in enumerate(graphs):
-        if not isinstance(g, nx.Graph) or g.is_directed():
-            raise ValueError(f"{name}[{i}] must be an undirected nx.Graph, got {type(g).__name__}")
+        check_simple_graph(g, f"{name}[{i}]")
         if g.number_of_nodes() == 0:
             raise ValueError(f"{name}[{i}] has no nodes")
 

@@ -22,11 +22,15 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 
+from generative.graphs.orbits import check_simple_graph
+
 
 def graph_statistics(graphs: Sequence[nx.Graph]) -> dict[str, np.ndarray]:
     """Per graph: average degree 2|E|/|V| and average clustering coefficient (networkx)."""
     if len(graphs) == 0:
         raise ValueError("graphs is empty")
+    for i, g in enumerate(graphs):
+        check_simple_graph(g, f"graphs[{i}]")
     degree = np.array([2.0 * g.number_of_edges() / max(g.number_of_nodes(), 1) for g in graphs])
     clustering = np.array([nx.average_clustering(g) if len(g) else 0.0 for g in graphs])
     return {"average_degree": degree, "clustering": clustering}

@@ -34,7 +34,7 @@ import networkx as nx
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from generative.graphs.orbits import orbit_counts
+from generative.graphs.orbits import check_simple_graph, orbit_counts
 
 DESCRIPTORS = ("degree", "clustering", "orbit", "spectral")
 KERNELS = ("gaussian_emd", "gaussian_tv")
@@ -137,7 +137,8 @@ def _check_graphs(graphs, name: str) -> None:
     if isinstance(graphs, nx.Graph) or len(graphs) == 0:
         raise ValueError(f"{name} must be a non-empty list of networkx graphs")
     for i, g in enumerate(graphs):
-        if not isinstance(g, nx.Graph) or g.number_of_nodes() == 0:
+        check_simple_graph(g, f"{name}[{i}]")
+        if g.number_of_nodes() == 0:
             raise ValueError(f"{name}[{i}] must be a networkx graph with at least one node")
 
 

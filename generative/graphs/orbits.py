@@ -45,10 +45,25 @@ def _c2(x):
     return x * (x - 1) // 2
 
 
+def check_simple_graph(g, name: str = "g") -> None:
+    """ValueError unless `g` is a simple undirected nx.Graph (each edge counted once)."""
+    if not isinstance(g, nx.Graph):
+        raise ValueError(f"{name} must be an undirected nx.Graph, got {type(g).__name__}")
+    if g.is_multigraph():
+        raise ValueError(
+            f"{name} is a networkx {type(g).__name__}; pass simple nx.Graph objects "
+            "(nx.Graph(g) merges parallel edges)"
+        )
+    if g.is_directed():
+        raise ValueError(
+            f"{name} is a networkx {type(g).__name__}; pass undirected nx.Graph objects "
+            "(g.to_undirected())"
+        )
+
+
 def orbit_counts(g: nx.Graph) -> np.ndarray:
     """Induced 4-node graphlet orbit counts, int64 [n, 15], rows in `g.nodes` order."""
-    if not isinstance(g, nx.Graph) or g.is_directed():
-        raise ValueError(f"g must be an undirected nx.Graph, got {type(g).__name__}")
+    check_simple_graph(g)
     n = g.number_of_nodes()
     if n == 0:
         return np.zeros((0, NUM_ORBITS), np.int64)

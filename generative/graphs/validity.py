@@ -36,6 +36,8 @@ from scipy.cluster.vq import kmeans2
 from scipy.stats import chi2
 from threadpoolctl import threadpool_limits
 
+from generative.graphs.orbits import check_simple_graph
+
 # ------------------------------------------------------------------------- uniqueness / novelty
 
 
@@ -174,6 +176,9 @@ def vun(
         raise ValueError(f"unknown validity {validity!r}; known: None, {', '.join(_VALIDITY)}")
     if isinstance(generated, nx.Graph) or len(generated) == 0:
         raise ValueError("generated must be a non-empty list of networkx graphs")
+    for name, graphs in (("generated", generated), ("train", train)):
+        for i, g in enumerate(graphs):
+            check_simple_graph(g, f"{name}[{i}]")
     train_index, seen = IsomorphismIndex(train), IsomorphismIndex()
     valid, unique, novel = [], [], []
     for g in generated:
