@@ -58,6 +58,11 @@ training.init_from    '' or the workdir of another run: its parameter groups of 
                       shapes initialise this run (fine-tuning); the others stay fresh.
 training.tensorboard  also write TensorBoard summaries (needs `pip install tensorflow tensorboard`;
                       off by default, metrics.jsonl and curves.png are always written).
+training.on_nonfinite 'stop': a NaN/inf loss or gradient norm at a logged step, or a non-finite
+                      state at a checkpoint, stops the run (exit 1) and keeps the last good
+                      checkpoint; 'skip': updates with a non-finite gradient are skipped (counted as
+                      skipped_updates) until max_nonfinite_in_a_row in a row stop the run.
+training.max_nonfinite_in_a_row  see on_nonfinite='skip'.
 sample.sampler    core sampler (generative.samplers, or euler_maruyama / predictor_corrector) for
                   the PNG pictures and experiments/sample.py.
 sample.steps      number of noise levels (SDE samplers: steps).
@@ -131,6 +136,8 @@ def base_config(data_name: str, model_name: str) -> ml_collections.ConfigDict:
             "time_limit_minutes": 0.0,
             "init_from": "",
             "tensorboard": False,
+            "on_nonfinite": "stop",
+            "max_nonfinite_in_a_row": 100,
         }
     )
     config.sample = ml_collections.ConfigDict(

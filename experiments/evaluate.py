@@ -11,16 +11,22 @@ import jax
 from absl import app, flags
 
 from generative.training.checkpoint import load_run
+from generative.training.errors import report_expected_errors
 from generative.training.loop import evaluate
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a trained run.")
-_NUM = flags.DEFINE_integer("num", None, "Number of samples (default: config.eval.num_samples).")
+_NUM = flags.DEFINE_integer(
+    "num", None, "Number of samples (default: config.eval.num_samples).", lower_bound=1
+)
 _SAMPLER = flags.DEFINE_string("sampler", None, "Core sampler name (default: config.eval.sampler).")
-_STEPS = flags.DEFINE_integer("steps", None, "Number of noise levels (default: config.eval.steps).")
+_STEPS = flags.DEFINE_integer(
+    "steps", None, "Number of noise levels (default: config.eval.steps).", lower_bound=1
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _STEP = flags.DEFINE_integer("checkpoint", None, "Checkpoint step (default: the latest).")
 
 
+@report_expected_errors
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")

@@ -11,17 +11,21 @@ import numpy as np
 from absl import app, flags, logging
 
 from generative.training.checkpoint import load_run
+from generative.training.errors import report_expected_errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a trained run.")
 _SAMPLER = flags.DEFINE_string("sampler", None, "Core sampler name (default: the config's).")
-_STEPS = flags.DEFINE_integer("steps", None, "Number of noise levels (default: the config's).")
-_NUM = flags.DEFINE_integer("num", 64, "Number of samples.")
+_STEPS = flags.DEFINE_integer(
+    "steps", None, "Number of noise levels (default: the config's).", lower_bound=1
+)
+_NUM = flags.DEFINE_integer("num", 64, "Number of samples.", lower_bound=1)
 _OUT = flags.DEFINE_string("out", "samples.png", "Output PNG file.")
 _RAW = flags.DEFINE_string("npy", None, "Optional file for the raw samples (.npy, graphs: JSON).")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _STEP = flags.DEFINE_integer("checkpoint", None, "Checkpoint step (default: the latest).")
 
 
+@report_expected_errors
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")

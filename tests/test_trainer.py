@@ -19,6 +19,7 @@ import pytest
 from configs.base import base_config
 from generative.training import checkpoint, loop, task
 from generative.training import step as step_lib
+from generative.training.writers import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 16
@@ -112,7 +113,7 @@ def _start_and_signal(name, workdir, cache, signum, after_step):
 
 
 def _final_state(workdir):
-    saved = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints")).restore_raw()
+    saved = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints")).restore()
     return jax.device_get(saved)
 
 
@@ -137,6 +138,9 @@ def test_kill_then_rerun_is_bitwise_identical_and_sigterm_saves(name, tmp_path):
     a, b = _final_state(straight), _final_state(killed)
     assert int(a["step"]) == int(b["step"]) == NUM_STEPS
     jax.tree.map(np.testing.assert_array_equal, a, b)
+    # Each step is logged once, however the run was interrupted.
+    logged = [r["step"] for r in read_metrics(killed) if r["kind"] == "train"]
+    assert logged == list(range(1, NUM_STEPS + 1))
 
     # The run loads back from its workdir alone (what experiments.sample / evaluate do).
     run = checkpoint.load_run(killed)
@@ -236,7 +240,7 @@ def test_restore_matching_groups_into_another_task(tmp_path):
     saver = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
     saver.save(4, state)
     saver.close()
-    saved = checkpoint.Checkpointer(str(tmp_path / "checkpoints")).restore_raw()
+    saved = checkpoint.Checkpointer(str(tmp_path / "checkpoints")).restore()
     # Another task: 'a' matches by name and shape, 'b' has another shape, 'c' is new.
     other = state.replace(
         params={"a": {"w": jnp.zeros(2)}, "b": {"w": jnp.zeros(3)}, "c": {"w": jnp.zeros(2)}},

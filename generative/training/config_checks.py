@@ -43,6 +43,8 @@ REQUIRED_FIELDS = {
         "time_limit_minutes",
         "init_from",
         "tensorboard",
+        "on_nonfinite",
+        "max_nonfinite_in_a_row",
     ),
     "sample": ("sampler", "steps", "schedule", "schedule_options", "guidance"),
     "eval": ("num_samples", "sampler", "steps", "batch_size", "evaluators"),
@@ -84,6 +86,14 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
         raise ValueError(f"training.cond_dropout must be in [0, 1), got {training.cond_dropout}")
     if training.keep_checkpoints < 1:
         raise ValueError(f"training.keep_checkpoints must be >= 1, got {training.keep_checkpoints}")
+    if training.on_nonfinite not in ("stop", "skip"):
+        raise ValueError(
+            f"training.on_nonfinite must be 'stop' or 'skip', got {training.on_nonfinite!r}"
+        )
+    if training.max_nonfinite_in_a_row < 1:
+        raise ValueError(
+            f"training.max_nonfinite_in_a_row must be >= 1, got {training.max_nonfinite_in_a_row}"
+        )
     if config.sample.guidance < 0:
         raise ValueError(
             f"sample.guidance must be >= 0 (1 = conditional, 0 = unconditional), got "

@@ -2,10 +2,10 @@
 
 ml_collections' config_flags answers an override of a field the config does not have
 (`--config.optim.lrr=1e-3`, `--config.trainng.num_steps=3`) with a long AttributeError traceback
-from inside flag parsing, and a missing config file (`--config=configs/x.py`) with an IOError on
-first use of the config. `exit_on_bad_config_overrides()`, called in a launcher's
-`if __name__ == "__main__":` block just before `app.run(main)`, turns both into one line on stderr
-and exit status 2, e.g.
+from inside flag parsing, a missing config file (`--config=configs/x.py`) with an IOError on first
+use of the config, and a syntax error in it with a traceback through config_flags' loader.
+`exit_on_bad_config_overrides()`, called in a launcher's `if __name__ == "__main__":` block just
+before `app.run(main)`, turns each into one line on stderr and exit status 2, e.g.
 
     unknown config field 'optim.lrr' (from --config.optim.lrr=1e-3); did you mean 'optim.lr'?
 
@@ -16,7 +16,8 @@ How it works (no patching of config_flags; it only reads argv and the config, th
    too; `PATH:ARG` passes ARG to get_config), the overrides are the arguments matching
    `-{1,2}(no)?config.` and the field path of one is what lies between the first `.` and the first
    `=` (so `--config.a.b=1`, `--config.a.b 1` and `--noconfig.a.b` all name 'a.b').
-2. A config file that does not exist is reported (with the closest .py names of its directory).
+2. A config file that does not exist is reported (with the closest .py names of its directory),
+   and one that does not compile by its file and line.
 3. With overrides present, the config is loaded by config_flags' own ConfigFileFlagParser (its
    module file's get_config(), exactly what the flag itself will run next; get_config is pure in
    this project's configs, so running it twice is harmless), and each override path, split by
@@ -131,6 +132,14 @@ def _override_args(argv: Sequence[str], name: str) -> list[tuple[str, str]]:
 def _check_file(value: str, written: str) -> None:
     path = value.split(":", 1)[0]
     if os.path.isfile(path):
+        with open(path) as f:
+            source = f.read()
+        try:
+            compile(source, path, "exec")
+        except SyntaxError as e:
+            raise ConfigOverrideError(
+                f"config file {path!r} line {e.lineno}: {e.msg} (from {written})"
+            ) from None
         return
     problem = "is a directory, not a config file" if os.path.isdir(path) else "does not exist"
     message = f"config file {path!r} {problem} (from {written})"

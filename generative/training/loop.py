@@ -6,24 +6,40 @@ evaluates (with its own progress bar), checkpoints, and plots the training curve
 SIGTERM and Ctrl-C checkpoint and stop at the next step boundary; training.time_limit_minutes
 stops early as if the last step were reached (checkpoint, pictures, final evaluation).
 
+Nothing lost, nothing silent: the workdir is locked for the run's lifetime; a resume must use the
+config the run was trained with (or say config_change_ok); config.json is written only after the
+checkpoint has been restored, and metrics.jsonl is cut back to the restored step; a non-finite loss
+or gradient norm at a logged step (training.on_nonfinite = 'stop') or a non-finite state at a save
+stops the run with NonFiniteError and the last good checkpoint kept.
+
 Determinism: step k uses the key fold_in(train_key, k) and the k-th batch of the task's data
 stream, a pure function of (config, step, host); a resumed run starts the stream at batch k. So
 train, kill, resume reproduces the uninterrupted run (bitwise on CPU).
 """
 
+import math
 import os
 import time
 
 import jax
 import ml_collections
+import optax
 from absl import logging
 from tqdm import tqdm
 
 from generative.training import evaluation
+from generative.training import workdir as workdir_lib
 from generative.training.checkpoint import Checkpointer, TerminationFlag, restore_matching
 from generative.training.config_checks import check_config, check_ema
+from generative.training.errors import CheckpointError, CheckpointMismatchError, NonFiniteError
 from generative.training.optim import make_optimizer
-from generative.training.step import init_state, make_mesh, make_train_step, put_batch
+from generative.training.step import (
+    abstract_state,
+    init_state,
+    make_mesh,
+    make_train_step,
+    put_batch,
+)
 from generative.training.task import create_task
 from generative.training.visualize import save_curves_png
 from generative.training.writers import MetricWriter, read_metrics
@@ -49,6 +65,12 @@ class Run:
             group: make_optimizer(config.optim, config.training.num_steps)
             for group in self.task.trainable
         }
+        if config.training.on_nonfinite == "skip":
+            limit = config.training.max_nonfinite_in_a_row
+            self.optimizers = {
+                group: optax.apply_if_finite(optimizer, limit)
+                for group, optimizer in self.optimizers.items()
+            }
         self.checkpointer = Checkpointer(
             os.path.join(workdir, "checkpoints"), config.training.keep_checkpoints
         )
@@ -59,15 +81,18 @@ class Run:
         state = init_state(self.task, self.optimizers, self.init_key, self.mesh)
         source = self.config.training.init_from
         if source:
-            saved = Checkpointer(os.path.join(source, "checkpoints")).restore_raw()
+            saved = Checkpointer(os.path.join(source, "checkpoints")).restore()
+            if saved is None:
+                raise CheckpointError(f"training.init_from={source!r} holds no checkpoint")
             state = restore_matching(state, saved)
         return state
 
     def restore(self, step: int | None = None):
-        """The checkpointed state (latest by default), or a fresh one when there is none."""
-        state = self.initial_state()
-        restored = self.checkpointer.restore(state, step)
-        return state if restored is None else restored
+        """The checkpointed state (the newest usable one by default), or a fresh one when there is
+        none. The checkpoint's shapes are checked against the config before anything is read."""
+        like = abstract_state(self.task, self.optimizers, self.mesh)
+        restored = self.checkpointer.restore(like, step)
+        return self.initial_state() if restored is None else restored
 
     def data(self, start_step: int):
         """This host's batches from step `start_step` on."""
@@ -88,6 +113,8 @@ def evaluate(task, config, params, key, *, num=None, sampler=None, steps=None) -
     if not names:
         return {}
     num = num if num is not None else task.num_eval_samples()
+    if num < 1:
+        raise ValueError(f"the number of evaluation samples must be >= 1, got {num}")
     with tqdm(total=num + len(names), desc="eval", unit="sample", leave=False) as bar:
         start = time.perf_counter()
         samples = task.sample(
@@ -111,26 +138,65 @@ def _every(period: int, step: int, last: bool) -> bool:
     return last or (period > 0 and step % period == 0)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains (or resumes) the run `config` in `workdir`; returns the last logged metrics."""
-    run = Run(config, workdir)
-    task, training = run.task, config.training
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+def _nonfinite_metrics(metrics: dict, training) -> str:
+    """What in the logged metrics stops the run ('' if nothing): a non-finite loss or gradient norm
+    ('stop'), or max_nonfinite_in_a_row skipped updates in a row ('skip')."""
+    if training.on_nonfinite == "skip":
+        limit = training.max_nonfinite_in_a_row
+        return ", ".join(
+            f"{name}={int(value)}"
+            for name, value in metrics.items()
+            if name.endswith("skipped_in_a_row") and value >= limit
+        )
+    return ", ".join(
+        f"{name}={float(value)}"
+        for name, value in metrics.items()
+        if name.endswith(("loss", "grad_norm")) and not math.isfinite(float(value))
+    )
 
-    state = run.restore()
+
+def train(
+    config: ml_collections.ConfigDict, workdir: str, *, config_change_ok: bool = False
+) -> dict:
+    """Trains (or resumes) the run `config` in `workdir`; returns the last logged metrics.
+
+    Raises (before compiling the train step) WorkdirError for an unusable or busy workdir or a
+    resume with a changed config (unless `config_change_ok`), CheckpointError when no checkpoint
+    can be restored, and NonFiniteError when training diverges (the last good checkpoint is kept).
+    """
+    workdir_lib.check_workdir(workdir)
+    with workdir_lib.WorkdirLock(workdir):
+        run = Run(config, workdir)
+        try:
+            changes = {}
+            if run.checkpointer.latest_step() is not None:
+                changes = workdir_lib.check_resume_config(workdir, config, config_change_ok)
+            try:
+                state = run.restore()
+            except CheckpointMismatchError as e:
+                changed = workdir_lib.describe(changes) or "none"
+                raise CheckpointMismatchError(f"{e}; config fields changed: {changed}") from None
+            workdir_lib.write_config(workdir, config)
+            return _train(run, state)
+        finally:
+            run.checkpointer.close()
+
+
+def _train(run: Run, state) -> dict:
+    config, workdir = run.config, run.workdir
+    task, training = run.task, config.training
     start = int(state.step)
     if start:
         logging.info("resuming from step %d", start)
     train_step = make_train_step(task, run.optimizers, config, run.mesh)
-    writer = MetricWriter(workdir, tensorboard=training.tensorboard)
+    writer = MetricWriter(workdir, tensorboard=training.tensorboard, resume_step=start)
     batches = run.data(start)
     deadline = time.time() + 60 * training.time_limit_minutes
     last = {}
     window_start, window_time = start, time.perf_counter()
 
     with (
+        writer,
         TerminationFlag() as termination,
         tqdm(
             total=training.num_steps, initial=start, desc="train", unit="step", dynamic_ncols=True
@@ -152,6 +218,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 progress.set_postfix(loss=f"{float(metrics['loss']):.4f}")
                 writer.write(done, metrics, "train")
                 last.update(metrics)
+                problem = _nonfinite_metrics(metrics, training)
+                if problem:
+                    raise NonFiniteError(
+                        f"step {done}: {problem}; stopped, and {run.checkpointer.last_good()}. "
+                        "Lower optim.lr, or set training.on_nonfinite='skip' to skip such updates"
+                    )
             if _every(training.checkpoint_every, done, final) or termination.received:
                 run.checkpointer.save(done, state)
             if termination.received:
@@ -181,8 +253,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 window_start, window_time = done, time.perf_counter()
             if out_of_time:
                 break
-    writer.close()
-    run.checkpointer.close()
     if last:
         print(evaluation.metrics_table(last), flush=True)
     return last

@@ -101,8 +101,10 @@ def make_train_step(task, optimizers: dict, config: ml_collections.ConfigDict, m
     """train_step(state, batch, key) -> (state, metrics), jitted with explicit shardings on `mesh`.
 
     Metrics are replicated scalars: each phase's loss and task metrics, grad_norm (before clipping)
-    and update_norm (prefixed '<group>.' when the task has several phases), and each EMA's decay
-    ('ema_decay' for a single EMA, '<group>.<name>.decay' otherwise). The input state is donated.
+    and update_norm, with optimisers wrapped in optax.apply_if_finite also skipped_updates (in all)
+    and skipped_in_a_row (all prefixed '<group>.' when the task has several phases), and each
+    EMA's decay ('ema_decay' for a single EMA, '<group>.<name>.decay' otherwise). The input state
+    is donated.
     """
     phases = task.phases()
     rules = task.emas()
@@ -131,6 +133,11 @@ def make_train_step(task, optimizers: dict, config: ml_collections.ConfigDict, m
             grad_norm=optax.tree.norm(grads),
             update_norm=optax.tree.norm(updates),
         )
+        if isinstance(opt_state, optax.ApplyIfFiniteState):  # training.on_nonfinite = 'skip'
+            metrics.update(
+                skipped_updates=opt_state.total_notfinite,
+                skipped_in_a_row=opt_state.notfinite_count,
+            )
         return params, opt_state, metrics
 
     def train_step(state: TrainState, batch, key):
@@ -165,15 +172,22 @@ def make_train_step(task, optimizers: dict, config: ml_collections.ConfigDict, m
     )
 
 
+def _create_state(task, optimizers: dict):
+    example = task.example_batch()
+    return lambda key: TrainState.create(task.init(key, example), optimizers, task.emas())
+
+
 def init_state(task, optimizers: dict, key, mesh: Mesh) -> TrainState:
     """The initial TrainState (task.init on its example batch), placed replicated on `mesh`."""
-    example = task.example_batch()
-    emas = {group: rules for group, rules in task.emas().items()}
+    return jax.jit(_create_state(task, optimizers), out_shardings=replicated(mesh))(key)
 
-    def init(key):
-        return TrainState.create(task.init(key, example), optimizers, emas)
 
-    return jax.jit(init, out_shardings=replicated(mesh))(key)
+def abstract_state(task, optimizers: dict, mesh: Mesh) -> TrainState:
+    """The TrainState's shapes, dtypes and (replicated) shardings, computed without running init:
+    the target of a restore."""
+    shapes = jax.eval_shape(_create_state(task, optimizers), jax.random.PRNGKey(0))
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
 def put_batch(batch, mesh: Mesh):
