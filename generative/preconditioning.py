@@ -18,6 +18,14 @@ preconditioned network unchanged, only the perturbation differs (see ``losses.pf
 ``flow`` is our addition: the raw network is a velocity field v(x_t, t) of the linear interpolant
 x_t = (1 - t) x0 + t n, and D = x_t - t v (Liu et al. 2023) with x_t = x/(1 + sigma), so a
 flow-matching model runs in every EDM-convention sampler.
+
+``consistency`` is the boundary-respecting parametrisation of a consistency function f(x, t), t =
+sigma (Song et al. 2023, appendix C), with g = sigma - eps:
+
+  consistency  sd^2 / (g^2 + sd^2)   sd g / q   1 / q   ln(sigma) / 4
+
+c_skip(eps) = 1 and c_out(eps) = 0 exactly, so f(x, eps) = x for any network; eps is the process's
+sigma_min. With eps = 0 it is ``edm``. See ``generative.consistency``.
 """
 
 import functools
@@ -73,6 +81,19 @@ def flow_coefficients(sigma):
     return 1 - t, -t, 1 - t, t
 
 
+def consistency_coefficients(t, *, sigma_data: float = 0.5, eps: float = 0.002):
+    """(c_skip, c_out, c_in, c_noise) of a consistency function at t >= eps: c_skip = sd^2 /
+    ((t - eps)^2 + sd^2), c_out = sd (t - eps) / sqrt(sd^2 + t^2), c_in = 1 / sqrt(t^2 + sd^2)."""
+    root = jnp.sqrt(t**2 + sigma_data**2)
+    gap = t - eps
+    return (
+        sigma_data**2 / (gap**2 + sigma_data**2),
+        sigma_data * gap / root,
+        1 / root,
+        jnp.log(t) / 4,
+    )
+
+
 COEFFICIENTS: dict[str, Callable] = {
     "edm": edm_coefficients,
     "pfgmpp": edm_coefficients,
@@ -80,6 +101,7 @@ COEFFICIENTS: dict[str, Callable] = {
     "iddpm": iddpm_coefficients,
     "ve": ve_coefficients,
     "flow": flow_coefficients,
+    "consistency": consistency_coefficients,
 }
 
 
@@ -91,17 +113,21 @@ PRECOND_PROCESSES = {
     "iddpm": ("vp",),
     "ve": ("ve",),
     "flow": ("flow",),
+    "consistency": ("edm",),
 }
 
 # Options that are constants of the process: process_options supplies them.
-PROCESS_OWNED = ("sigma_data", "beta_d", "beta_min")
+PROCESS_OWNED = ("sigma_data", "beta_d", "beta_min", "eps")
 
 
 def process_options(kind: str, process) -> dict:
-    """The options of preconditioning `kind` that `process` owns: sigma_data (edm, pfgmpp) and the
-    VP schedule (vp: beta_d = beta_max - beta_min, beta_min)."""
+    """The options of preconditioning `kind` that `process` owns: sigma_data (edm, pfgmpp), the VP
+    schedule (vp: beta_d = beta_max - beta_min, beta_min), sigma_data and eps = sigma_min
+    (consistency)."""
     if kind in ("edm", "pfgmpp"):
         return {"sigma_data": process.sigma_data}
+    if kind == "consistency":
+        return {"sigma_data": process.sigma_data, "eps": process.sigma_min}
     if kind == "vp":
         return {"beta_d": process.beta_max - process.beta_min, "beta_min": process.beta_min}
     return {}
@@ -115,8 +141,8 @@ def precondition(
     Args:
       raw_net: the network; gets c_in x and c_noise of shape [B] (one per example).
       kind: one of COEFFICIENTS (see the module docstring).
-      **options: the kind's constants: sigma_data (edm, pfgmpp; default 0.5), beta_d, beta_min,
-        M (vp), M, C1, C2 (iddpm).
+      **options: the kind's constants: sigma_data (edm, pfgmpp, consistency; default 0.5), eps
+        (consistency; default 0.002), beta_d, beta_min, M (vp), M, C1, C2 (iddpm).
 
     Returns:
       denoise(x, sigma, **cond) for x [B, ...] and sigma a scalar or [B].
