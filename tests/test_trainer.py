@@ -44,12 +44,18 @@ TINY_GRAPH_MODEL = [
     "--config.model.ffn_globals=8",
     "--config.model.structural_features=False",
 ]
+TINY_MLP = ["--config.model.width=16", "--config.model.num_blocks=1"]
 # A tiny command for every registered task; a new task must add one here (checked below).
+# '{teacher}' is the test's own tiny run of TEACHERS[name], trained first.
 TINY_RUNS = {
-    "diffusion": ["configs/toy_edm.py", "--config.model.width=16", "--config.model.num_blocks=1"],
+    "cd": ["configs/toy_cd.py", *TINY_MLP, "--config.task.teacher={teacher}"],
+    "ct": ["configs/toy_ct.py", *TINY_MLP],
+    "diffusion": ["configs/toy_edm.py", *TINY_MLP],
     "digress": ["configs/graph_digress_comm20.py", "--config.task.num_steps=10", *TINY_GRAPH_MODEL],
     "graph_diffusion": ["configs/graph_edm_comm20.py", *TINY_GRAPH_MODEL],
+    "ict": ["configs/toy_ict.py", *TINY_MLP],
 }
+TEACHERS = {"cd": ["diffusion", "--config.data.name=eight_gaussians"]}
 
 
 def test_every_registered_task_has_a_contract_run():
@@ -57,8 +63,13 @@ def test_every_registered_task_has_a_contract_run():
     assert set(TINY_RUNS) == library_tasks
 
 
-def _command(name, workdir):
+def _teacher(workdir):
+    return os.path.join(os.path.dirname(workdir), "teacher")
+
+
+def _command(name, workdir, extra=()):
     config, *overrides = TINY_RUNS[name]
+    overrides = [o.format(teacher=_teacher(workdir)) for o in (*overrides, *extra)]
     return [
         sys.executable, "-m", "experiments.train", "--config", config, "--workdir", workdir,
         *COMMON, *overrides,
@@ -77,9 +88,9 @@ def _env(cache):
     )
 
 
-def _run(name, workdir, cache):
+def _run(name, workdir, cache, extra=()):
     result = subprocess.run(
-        _command(name, workdir), cwd=ROOT, env=_env(cache), capture_output=True, text=True
+        _command(name, workdir, extra), cwd=ROOT, env=_env(cache), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -121,6 +132,9 @@ def _final_state(workdir):
 def test_kill_then_rerun_is_bitwise_identical_and_sigterm_saves(name, tmp_path):
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
     cache = str(tmp_path / "jax_cache")
+    if name in TEACHERS:
+        teacher, *extra = TEACHERS[name]
+        _run(teacher, _teacher(straight), cache, extra)
     _run(name, straight, cache)
 
     code, stderr = _start_and_signal(name, killed, cache, signal.SIGKILL, after_step=2)

@@ -2,7 +2,8 @@
 
 `check_config` covers the schema every task shares (configs/base.py documents each field);
 `check_diffusion_fields` the process / preconditioning / loss / sampler agreement of the tasks that
-train a denoiser (images, points, adjacency matrices).
+train a denoiser (images, points, adjacency matrices); `check_process_fields` its process /
+preconditioning part (also used by the consistency tasks).
 """
 
 import ml_collections
@@ -113,53 +114,61 @@ def check_ema(rule: ml_collections.ConfigDict, where: str) -> None:
         raise ValueError(f"{where}.halflife_images must be positive, got {rule.halflife_images}")
 
 
-def check_diffusion_fields(config: ml_collections.ConfigDict) -> None:
-    """config.process, task.precond, task.loss and the samplers agree (the process owns sigma_data,
-    the noise range and PFGM++'s D; nothing else may restate them differently)."""
+def check_process_fields(config: ml_collections.ConfigDict, sections=("precond",)) -> None:
+    """config.process is known and task.precond fits it; no task.<section> (precond, loss)
+    restates a constant the process owns (sigma_data, PFGM++'s D)."""
     if "process" not in config or "name" not in config.process:
         raise ValueError(f"config.process.name is missing; one of {sorted(PROCESSES)}")
-    for field in ("precond", "loss"):
+    for field in sections:
         if field not in config.task or "name" not in config.task[field]:
             raise ValueError(f"config.task.{field}.name is missing")
-    process = config.process
-    name, precond, loss = process.name, config.task.precond, config.task.loss
-    if name not in PROCESSES:
+    process, precond = config.process, config.task.precond
+    if process.name not in PROCESSES:
         raise ValueError(
-            f"config.process.name: unknown process {name!r}; known: {sorted(PROCESSES)}"
-        )
-    if loss.name not in LOSS_PROCESSES:
-        raise ValueError(
-            f"config.task.loss.name must be one of {sorted(LOSS_PROCESSES)}, got {loss.name!r}"
+            f"config.process.name: unknown process {process.name!r}; known: {sorted(PROCESSES)}"
         )
     if precond.name not in PRECOND_PROCESSES:
         raise ValueError(
             f"config.task.precond.name must be one of {sorted(PRECOND_PROCESSES)}, got "
             f"{precond.name!r}"
         )
-    if name not in LOSS_PROCESSES[loss.name]:
+    if process.name not in PRECOND_PROCESSES[precond.name]:
         raise ValueError(
-            f"config.task.loss.name={loss.name!r} trains under process "
-            f"{' or '.join(LOSS_PROCESSES[loss.name])}, but config.process.name={name!r}"
-        )
-    if name not in PRECOND_PROCESSES[precond.name]:
-        raise ValueError(
-            f"config.task.precond.name={precond.name!r} does not fit config.process.name={name!r} "
-            f"(it is written for {' or '.join(PRECOND_PROCESSES[precond.name])})"
+            f"config.task.precond.name={precond.name!r} does not fit config.process.name="
+            f"{process.name!r} (it is written for {' or '.join(PRECOND_PROCESSES[precond.name])})"
         )
     for constant in ("sigma_data", "D"):
-        for where, section in (("task.loss", loss), ("task.precond", precond)):
+        for field in sections:
+            section = config.task[field]
             if constant not in section:
                 continue
             owner = process.get(constant)
             if owner is not None and float(section[constant]) != float(owner):
                 raise ValueError(
-                    f"two different {constant}: config.{where}.{constant}={section[constant]} and "
-                    f"config.process.{constant}={owner}; set it once, in config.process"
+                    f"two different {constant}: config.task.{field}.{constant}="
+                    f"{section[constant]} and config.process.{constant}={owner}; set it once, in "
+                    "config.process"
                 )
             raise ValueError(
-                f"config.{where}.{constant} restates a constant of the process: set it only in "
-                f"config.process.{constant}"
+                f"config.task.{field}.{constant} restates a constant of the process: set it only "
+                f"in config.process.{constant}"
             )
+
+
+def check_diffusion_fields(config: ml_collections.ConfigDict) -> None:
+    """config.process, task.precond, task.loss and the samplers agree (the process owns sigma_data,
+    the noise range and PFGM++'s D; nothing else may restate them differently)."""
+    check_process_fields(config, ("precond", "loss"))
+    name, loss = config.process.name, config.task.loss
+    if loss.name not in LOSS_PROCESSES:
+        raise ValueError(
+            f"config.task.loss.name must be one of {sorted(LOSS_PROCESSES)}, got {loss.name!r}"
+        )
+    if name not in LOSS_PROCESSES[loss.name]:
+        raise ValueError(
+            f"config.task.loss.name={loss.name!r} trains under process "
+            f"{' or '.join(LOSS_PROCESSES[loss.name])}, but config.process.name={name!r}"
+        )
     check_sampler(config.sample.sampler)
     check_sampler(config.eval.sampler)
     check_schedule_options(config.sample)

@@ -44,7 +44,7 @@ class DiffusionTask(TaskBase):
 
     def __init__(self, config):
         super().__init__(config)
-        check_diffusion_fields(config)
+        self.check_fields(config)
         self.info = dataset_info(config.data)
         self.num_classes = config.model.get("num_classes", 0) or 0
         if self.num_classes and self.num_classes != self.info["num_classes"]:
@@ -54,12 +54,20 @@ class DiffusionTask(TaskBase):
             )
         self.model = create_model(config.model)
         self.process = process_from_config(config.process)
-        self.loss = make_loss(config.task.loss, self.process)
+        self.loss = self.make_loss()
         precond = dict(config.task.precond)
         self.precond_name = precond.pop("name")
         self.precond_options = {**precond, **process_options(self.precond_name, self.process)}
         precondition(lambda x, c: x, self.precond_name, **self.precond_options)  # checks options
         self._samplers = {}
+
+    def check_fields(self, config):
+        """Rejects a config whose process, preconditioning, loss or samplers disagree."""
+        check_diffusion_fields(config)
+
+    def make_loss(self):
+        """The per-example loss(denoise, key, x0, **cond) of config.task.loss."""
+        return make_loss(self.config.task.loss, self.process)
 
     # ------------------------------------------------------------------ training
 
@@ -135,27 +143,31 @@ class DiffusionTask(TaskBase):
             denoise, w, cond={"labels": labels}, null={"labels": self.null_labels(labels)}
         )
 
-    def _sampler(self, sampler, steps, w, size):
+    def sampler_fn(self, sampler, steps, w, size):
+        """The jitted run(params, key, labels) -> `size` samples of make_sampler, cached."""
         cache_key = (sampler, steps, w, size)
         if cache_key not in self._samplers:
-            sigmas = None
-            if sampler not in sampling.SDE_SAMPLERS:
-                sigmas = sampling.noise_levels(self.process, self.config.sample, steps)
-
-            @jax.jit
-            def run(params, key, labels):
-                return sampling.sample_denoiser(
-                    self.guided_denoiser(params, labels, w),
-                    self.process,
-                    key,
-                    (size, *self.info["shape"]),
-                    sampler=sampler,
-                    sigmas=sigmas,
-                    steps=steps,
-                )
-
-            self._samplers[cache_key] = run
+            self._samplers[cache_key] = jax.jit(self.make_sampler(sampler, steps, w, size))
         return self._samplers[cache_key]
+
+    def make_sampler(self, sampler, steps, w, size):
+        """run(params, key, labels): `size` samples of the core `sampler` with `steps` levels."""
+        sigmas = None
+        if sampler not in sampling.SDE_SAMPLERS:
+            sigmas = sampling.noise_levels(self.process, self.config.sample, steps)
+
+        def run(params, key, labels):
+            return sampling.sample_denoiser(
+                self.guided_denoiser(params, labels, w),
+                self.process,
+                key,
+                (size, *self.info["shape"]),
+                sampler=sampler,
+                sigmas=sigmas,
+                steps=steps,
+            )
+
+        return run
 
     def sample(self, params, key, num, *, sampler=None, steps=None, guidance_weight=None,
                batch_size=None, progress=None):  # fmt: skip
@@ -173,7 +185,7 @@ class DiffusionTask(TaskBase):
             labels = None
             if self.num_classes:
                 labels = jnp.arange(start, start + size, dtype=jnp.int32) % self.num_classes
-            run = self._sampler(sampler, steps, w, size)
+            run = self.sampler_fn(sampler, steps, w, size)
             out.append(np.asarray(run(params, jax.random.fold_in(key, start), labels)))
             if progress is not None:
                 progress(size)

@@ -95,9 +95,12 @@ class TaskBase:
 
 
 TASKS = {
+    "cd": "generative.consistency.tasks:ConsistencyDistillation",
+    "ct": "generative.consistency.tasks:ConsistencyTraining",
     "diffusion": "generative.training.diffusion_task:DiffusionTask",
     "digress": "generative.graphs.tasks:DigressTask",
     "graph_diffusion": "generative.graphs.tasks:AdjacencyDiffusionTask",
+    "ict": "generative.consistency.tasks:ImprovedConsistencyTraining",
 }
 
 
