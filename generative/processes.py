@@ -32,6 +32,12 @@ import numpy as np
 from generative.schedules import concrete
 
 
+def _as_float(t) -> jax.Array:
+    """t as an array, keeping a floating dtype (bfloat16 stays bfloat16) and making ints float."""
+    t = jnp.asarray(t)
+    return t if jnp.issubdtype(t.dtype, jnp.inexact) else t.astype(float)
+
+
 def per_example(value, x: jax.Array) -> jax.Array:
     """Reshape a scalar or [B] ``value`` to broadcast against x [B, ...] (one value per example)."""
     value = jnp.asarray(value)
@@ -238,7 +244,7 @@ class VE(_GaussianKernel):
         return jnp.log(sigma / self.sigma_min) / self._log_ratio
 
     def scale(self, t):
-        return jnp.ones_like(jnp.asarray(t, float))
+        return jnp.ones_like(_as_float(t))
 
     def marginal_std(self, t):
         return self.sigma(t)
@@ -262,13 +268,13 @@ class _EDMTime:
     """sigma(t) = t, s(t) = 1, t in [sigma_min, sigma_max] (Karras et al. 2022)."""
 
     def sigma(self, t):
-        return jnp.asarray(t, float)
+        return _as_float(t)
 
     def sigma_inv(self, sigma):
-        return jnp.asarray(sigma, float)
+        return _as_float(sigma)
 
     def scale(self, t):
-        return jnp.ones_like(jnp.asarray(t, float))
+        return jnp.ones_like(_as_float(t))
 
     @property
     def t_min(self):
@@ -295,7 +301,7 @@ class EDM(_EDMTime, _GaussianKernel):
         return jnp.zeros_like(x)
 
     def diffusion(self, t):
-        return jnp.sqrt(2 * jnp.asarray(t, float))
+        return jnp.sqrt(2 * _as_float(t))
 
 
 @functools.partial(_pytree, meta_fields=("D",))
@@ -373,14 +379,14 @@ class Flow(_GaussianKernel):
         return t / (1 - t)
 
     def sigma_inv(self, sigma):
-        sigma = jnp.asarray(sigma, float)
+        sigma = _as_float(sigma)
         return jnp.where(jnp.isinf(sigma), 1.0, sigma / (1 + sigma))
 
     def scale(self, t):
-        return 1 - jnp.asarray(t, float)
+        return 1 - _as_float(t)
 
     def marginal_std(self, t):
-        return jnp.asarray(t, float)
+        return _as_float(t)
 
     @property
     def t_min(self):

@@ -186,3 +186,15 @@ def test_valid_sigmas_pass_in_float32_and_bfloat16(dtype):
     assert bool(jnp.all(jnp.isfinite(samplers.dpmpp_2m(zero_denoiser, x, sigmas))))
     sde = lambda x: sde_samplers.euler_maruyama(VP(), zero_denoiser, x, key=KEY, num_steps=50)  # noqa: E731
     assert jax.eval_shape(sde, x).dtype == dtype
+
+
+@pytest.mark.parametrize(
+    "process, sampler",
+    [(EDM(), sde_samplers.euler_maruyama), (VE(), sde_samplers.predictor_corrector)],
+)
+def test_sde_samplers_keep_a_bfloat16_x_in_bfloat16(process, sampler):
+    """The processes' time functions keep t's floating dtype (they used to promote bfloat16 t to
+    float32, and the scan's carry changed dtype)."""
+    x = jnp.ones((2, 3), jnp.bfloat16)
+    out = jax.eval_shape(lambda x: sampler(process, zero_denoiser, x, key=KEY, num_steps=50), x)
+    assert out.dtype == jnp.bfloat16
