@@ -20,3 +20,16 @@ def _clear_jit_caches_after_float64(request):
         import jax
 
         jax.clear_caches()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "slow: a test of a minute or so on 2 cores; run first so the workers finish together",
+    )
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first (stable order otherwise): with pytest-xdist the long ones then overlap
+    the many short ones instead of running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -64,6 +64,7 @@ def test_config_is_complete_and_builds(name):
     create_task(config)  # model, process, loss, preconditioning, schedule options
 
 
+@pytest.mark.slow
 def test_train_sample_evaluate_cli(tmp_path):
     workdir = str(tmp_path / "run")
     run_module(
@@ -86,10 +87,11 @@ def test_train_sample_evaluate_cli(tmp_path):
     assert json.loads(result.stdout)["step"] == 3
 
 
+@pytest.mark.slow
 def test_main_digits_config_trains_and_writes_a_sample_grid(tmp_path):
-    """configs/digits_edm.py end to end in-process, with a tiny UNet and 2 steps."""
+    """configs/digits_edm.py end to end in-process, with a tiny one-level UNet and 2 steps."""
     config = load_config("digits_edm")
-    config.model.model_channels = 8
+    config.model.update(model_channels=8, channel_mult=(1,))
     config.training.update(
         batch_size=16, num_steps=2, sample_every=0, eval_every=-1, num_grid_samples=4
     )

@@ -137,6 +137,7 @@ def test_sampled_graphs_symmetric_without_self_loops():
     assert set(np.asarray(node_mask).sum(1)) <= {4, 5, 6, 7}
 
 
+@pytest.mark.slow
 def test_training_lowers_loss_and_vlb():
     diff, net, params, x, e, mask, counts = _tiny_setup()
     counts = jnp.asarray(counts)

@@ -5,6 +5,8 @@ import os
 import re
 import shutil
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -12,6 +14,7 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
+@pytest.mark.slow
 def test_readme_python_blocks_run(monkeypatch):
     with open(os.path.join(ROOT, "README.md")) as f:
         blocks = python_blocks(f.read())

@@ -304,6 +304,7 @@ def _cli(*args):
     return result.returncode, result.stderr.strip().splitlines()
 
 
+@pytest.mark.slow
 def test_launchers_print_one_line_for_expected_errors(tmp_path):
     from tests.test_training import tiny_config
 
