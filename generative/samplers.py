@@ -61,6 +61,19 @@ def sample_noise(key: jax.Array, step, x: jax.Array, *, sample_index=None) -> ja
     return per_sample_normal(per_sample_keys(key, index), x, step)
 
 
+def checked_sample_keys(name: str, x: jax.Array, key, sample_index, why: str) -> jax.Array:
+    """per_sample_keys(key, sample_index or arange(B)) after one-line checks of both (`why`: what
+    makes the sampler `name` need a key)."""
+    if key is None:
+        raise ValueError(f"{name}: {why}; pass key=")
+    index = jnp.arange(x.shape[0]) if sample_index is None else jnp.asarray(sample_index)
+    if index.shape != x.shape[:1] or not jnp.issubdtype(index.dtype, jnp.integer):
+        raise ValueError(
+            f"{name}: sample_index must be int [B] = {x.shape[:1]}, got {index.dtype} {index.shape}"
+        )
+    return per_sample_keys(key, index)
+
+
 def per_sample_keys(key: jax.Array, sample_index: jax.Array) -> jax.Array:
     """fold_in(key, sample_index[b]) for each sample b: [B] keys."""
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, sample_index)
@@ -192,15 +205,8 @@ def _prepare(
     sigmas = jnp.asarray(sigmas, x.dtype)
     sample_keys = None
     if needs_key:
-        if key is None:
-            raise ValueError(f"{name}: this sampler (with these options) is stochastic; pass key=")
-        index = jnp.arange(x.shape[0]) if sample_index is None else jnp.asarray(sample_index)
-        if index.shape != x.shape[:1] or not jnp.issubdtype(index.dtype, jnp.integer):
-            raise ValueError(
-                f"{name}: sample_index must be int [B] = {x.shape[:1]}, "
-                f"got {index.dtype} {index.shape}"
-            )
-        sample_keys = per_sample_keys(key, index)
+        why = "this sampler (with these options) is stochastic"
+        sample_keys = checked_sample_keys(name, x, key, sample_index, why)
     out = jax.eval_shape(denoise, x, jax.ShapeDtypeStruct(x.shape[:1], x.dtype))
     if getattr(out, "shape", None) != x.shape:
         raise ValueError(

@@ -222,6 +222,8 @@ def test_a_changed_config_is_refused_and_leaves_config_json_untouched(tmp_path):
     changed.optim.lr = 0.2
     with pytest.raises(errors.WorkdirError, match=r"optim.lr 0.1 -> 0.2.*--config_change_ok"):
         loop.train(changed, path)
+    with open(os.path.join(path, "config.json")) as f:
+        assert f.read() == before
     # Logging, evaluation and time-limit fields may change without the flag.
     loop.train(mean_config(num_steps=4, log_every=2, time_limit_minutes=5.0), path)
     with open(os.path.join(path, "config.json")) as f:

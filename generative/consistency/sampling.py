@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from generative.samplers import per_sample_keys, per_sample_normal
+from generative.samplers import checked_sample_keys, per_sample_normal
 from generative.schedules import check_in_dtype, concrete
 
 SCM_TWO_STEPS = (math.pi / 2, 1.1)
@@ -66,15 +66,8 @@ def _prepare(name, f, x, levels, key, sample_index, *, lower, lower_name, upper=
     levels = jnp.asarray(levels, x.dtype)
     sample_keys = None
     if levels.shape[0] > 1:
-        if key is None:
-            raise ValueError(f"{name}: more than one level adds noise; pass key=")
-        index = jnp.arange(x.shape[0]) if sample_index is None else jnp.asarray(sample_index)
-        if index.shape != x.shape[:1] or not jnp.issubdtype(index.dtype, jnp.integer):
-            raise ValueError(
-                f"{name}: sample_index must be int [B] = {x.shape[:1]}, got {index.dtype} "
-                f"{index.shape}"
-            )
-        sample_keys = per_sample_keys(key, index)
+        why = "more than one level adds noise"
+        sample_keys = checked_sample_keys(name, x, key, sample_index, why)
     out = jax.eval_shape(f, x, jax.ShapeDtypeStruct(x.shape[:1], x.dtype))
     if getattr(out, "shape", None) != x.shape:
         raise ValueError(
