@@ -18,9 +18,9 @@ process.*         the noise process and the one owner of its constants (generati
                   (vp). Preconditioning, loss, noise levels and the prior all read it.
 task.name         the method (generative.training.task.TASKS): 'diffusion' (images, points),
                   'digress' (discrete graph diffusion), 'graph_diffusion' (continuous adjacency
-                  diffusion), 'ct', 'ict', 'cd' (consistency models; their task.* fields and
-                  sample.consistency_levels: configs/toy_ct.py, toy_ict.py, toy_cd.py). The other
-                  task.* fields belong to the method:
+                  diffusion), 'ct', 'ict', 'cd', 'ect', 'sct', 'scd' (consistency models; their
+                  task.* fields and sample.consistency_levels: configs/consistency_base.py).
+                  The other task.* fields belong to the method:
 task.precond.*    (diffusion, graph_diffusion) preconditioning: name in edm, pfgmpp, vp, iddpm, ve,
                   flow (generative.preconditioning) + its own options (M for vp/iddpm).
 task.loss.*       (diffusion, graph_diffusion) generative.losses.make_loss: name in edm, pfgmpp,

@@ -1,5 +1,5 @@
 """The consistency tasks 'ct', 'ict' and 'cd' on the one trainer: tiny in-process runs of
-configs/toy_ct.py, toy_ict.py and toy_cd.py (MLP width 16, batch 8, a few steps) with finite losses,
+configs/toy_consistency.py:ct, :ict and :cd (MLP width 16, batch 8, a few steps) with finite losses,
 the EMA target's fixed decay, iCT's curriculum, a frozen teacher restored from a diffusion run,
 one- and multi-step samples, and the bad inputs rejected before anything compiles."""
 
@@ -11,6 +11,8 @@ import jax
 import numpy as np
 import pytest
 
+from configs import toy_consistency
+from configs.consistency_base import METHODS
 from generative.consistency.losses import ict_levels, ict_num_levels
 from generative.training import checkpoint, loop
 from generative.training.task import create_task
@@ -19,9 +21,13 @@ from generative.training.writers import read_metrics
 
 
 def tiny(name, num_steps=3, **task_fields):
-    """configs/<name>.py with a width-16 MLP, batch 8 and `num_steps` steps, logged every step,
+    """configs/<name>.py (toy_<method>: configs/toy_consistency.py:<method>) with a width-16 MLP,
+    batch 8 and `num_steps` steps, logged every step,
     checkpointed at the end, no pictures or evaluations."""
-    config = importlib.import_module(f"configs.{name}").get_config()
+    if name.removeprefix("toy_") in METHODS:
+        config = toy_consistency.get_config(name.removeprefix("toy_"))
+    else:
+        config = importlib.import_module(f"configs.{name}").get_config()
     config.model.update(width=16, num_blocks=1)
     config.training.update(
         batch_size=8, num_steps=num_steps, log_every=1, checkpoint_every=0, sample_every=-1,

@@ -4,7 +4,6 @@ and exits 0 (checked on one task: the handler is the loop's). Also the Task prot
 groups: phases update only their group, repeats, frozen groups, several EMAs, and restoring
 matching groups into another task."""
 
-import importlib
 import itertools
 import os
 import signal
@@ -18,7 +17,9 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import toy_consistency, toy_edm
 from configs.base import base_config
+from configs.consistency_base import METHODS
 from generative.training import checkpoint, loop, task
 from generative.training import step as step_lib
 from generative.training.writers import read_metrics
@@ -51,7 +52,7 @@ TINY_MLP = ["--config.model.width=16", "--config.model.num_blocks=1"]
 # task whose run has the same parameter groups and EMAs (checked below).
 # '{teacher}' is the test's own tiny run of TEACHERS[name], trained first.
 TINY_RUNS = {
-    "cd": ["configs/toy_cd.py", *TINY_MLP, "--config.task.teacher={teacher}"],
+    "cd": ["configs/toy_consistency.py:cd", *TINY_MLP, "--config.task.teacher={teacher}"],
     "diffusion": ["configs/toy_edm.py", *TINY_MLP],
     "digress": ["configs/graph_digress_comm20.py", "--config.task.num_steps=10", *TINY_GRAPH_MODEL],
     "graph_diffusion": ["configs/graph_edm_comm20.py", *TINY_GRAPH_MODEL],
@@ -66,7 +67,7 @@ SIGTERM_STAGE = {"diffusion"}
 
 
 def _ema_layout(name):
-    config = importlib.import_module(f"configs.toy_{name}").get_config()
+    config = toy_consistency.get_config(name) if name in METHODS else toy_edm.get_config()
     built = task.create_task(config)
     return built.trainable, {group: sorted(rules) for group, rules in built.emas().items()}
 
@@ -78,7 +79,7 @@ def test_every_registered_task_has_a_contract_run():
     cd, ct = task.task_class("cd"), task.task_class("ct")
     assert issubclass(cd, ct) and cd.emas is ct.emas and cd.ema_target == ct.ema_target
     assert _ema_layout("ct") == (("net",), {"net": ["ema", "target"]})
-    assert _ema_layout("ict") == _ema_layout("edm") == (("net",), {"net": ["ema"]})
+    assert _ema_layout("ict") == _ema_layout("diffusion") == (("net",), {"net": ["ema"]})
 
 
 def _teacher(workdir):
