@@ -58,6 +58,8 @@ training.time_limit_minutes  stop training (checkpoint, then the final evaluatio
                       time; 0 = no limit.
 training.init_from    '' or the workdir of another run: its parameter groups of the same name and
                       shapes initialise this run (fine-tuning); the others stay fresh.
+training.init_from_ema  initialise those groups (and their EMAs) from the other run's sampling
+                      EMA 'ema' instead of its online weights (ECT starts from the EMA).
 training.tensorboard  also write TensorBoard summaries (needs `pip install tensorflow tensorboard`;
                       off by default, metrics.jsonl and curves.png are always written).
 training.on_nonfinite 'stop': a NaN/inf loss or gradient norm at a logged step, or a non-finite
@@ -137,6 +139,7 @@ def base_config(data_name: str, model_name: str) -> ml_collections.ConfigDict:
             "num_grid_samples": 64,
             "time_limit_minutes": 0.0,
             "init_from": "",
+            "init_from_ema": False,
             "tensorboard": False,
             "on_nonfinite": "stop",
             "max_nonfinite_in_a_row": 100,

@@ -251,11 +251,18 @@ def _same_shapes(a, b) -> bool:
     return all(x.shape == y.shape for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def restore_matching(state, saved: dict):
+def restore_matching(state, saved: dict, *, from_ema: bool = False):
     """`state` with every parameter group (and its EMAs) replaced by the group of the same name
     and shapes in `saved` (a raw checkpoint, e.g. of another task); the step and optimiser states
-    stay fresh. Logs what was restored and what was skipped."""
+    stay fresh. from_ema: a trainable group and all its EMAs start from the saved group's
+    sampling EMA 'ema' (where it has one) instead. Logs what was restored and what was
+    skipped."""
     saved_groups = {**saved.get("frozen", {}), **saved.get("params", {})}
+    if from_ema:
+        for group, averages in saved.get("ema", {}).items():
+            if "ema" in averages:
+                saved_groups[group] = averages["ema"]
+        saved = {**saved, "ema": {}}
     params, frozen, ema = dict(state.params), dict(state.frozen), dict(state.ema)
     restored, skipped = [], []
     for target in (params, frozen):
@@ -270,7 +277,8 @@ def restore_matching(state, saved: dict):
             else:
                 skipped.append(name)
     for group, averages in ema.items():
-        ema[group] = {name: params[group] for name in averages}
+        # copies: the train step donates the state, and one buffer may not be donated twice
+        ema[group] = {name: jax.tree.map(jnp.copy, params[group]) for name in averages}
         for name in averages:
             source = saved.get("ema", {}).get(group, {}).get(name)
             if source is not None and _same_shapes(averages[name], source):

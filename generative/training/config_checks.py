@@ -43,6 +43,7 @@ REQUIRED_FIELDS = {
         "num_grid_samples",
         "time_limit_minutes",
         "init_from",
+        "init_from_ema",
         "tensorboard",
         "on_nonfinite",
         "max_nonfinite_in_a_row",

@@ -84,7 +84,7 @@ class Run:
             saved = Checkpointer(os.path.join(source, "checkpoints")).restore()
             if saved is None:
                 raise CheckpointError(f"training.init_from={source!r} holds no checkpoint")
-            state = restore_matching(state, saved)
+            state = restore_matching(state, saved, from_ema=self.config.training.init_from_ema)
         return state
 
     def restore(self, step: int | None = None):

@@ -33,6 +33,7 @@ RUN_CONTROL = (
     "training.keep_checkpoints",
     "training.num_grid_samples",
     "training.init_from",  # read only at a fresh start
+    "training.init_from_ema",
     "eval.",
     "sample.",
 )
