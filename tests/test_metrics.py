@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import scipy.stats
 
-from generative.data import digits
+from generative.data import digits, synthetic
 from generative.metrics import (
     digit_classifier,
     fid,
@@ -19,6 +19,8 @@ from generative.metrics import (
     sliced_wasserstein,
     wasserstein_1d,
 )
+from generative.metrics.lowdim import mode_shares, smallest_share_ratio
+from generative.training import evaluation
 
 # ---------------------------------------------------------------------------------- low-dim
 
@@ -86,6 +88,82 @@ def test_mmd_zero_for_same_sample_and_matches_the_gaussian_closed_form():
         exact = sum(_gaussian_mmd2(delta**2, 2, 1.0, b) for b in bandwidths)
         error_bar = 5 * np.std(estimates, ddof=1) / np.sqrt(len(estimates)) + 1e-6
         assert abs(np.mean(estimates) - exact) < error_bar, (delta, estimates, exact)
+
+
+def test_mode_shares_at_the_centres_and_of_one_mode_only():
+    centres = jnp.asarray(synthetic.eight_gaussians_centers())
+    within, shares = mode_shares(jnp.tile(centres, (5, 1)), centres, 0.4)  # 5 samples per centre
+    assert float(within) == 1.0
+    np.testing.assert_allclose(shares, np.full(8, 1 / 8))
+    assert float(smallest_share_ratio(shares)) == pytest.approx(1.0)
+    # All samples near mode 3 (inside the radius): within 1, the other modes empty.
+    near = centres[3] + 0.1 * jax.random.normal(jax.random.key(0), (200, 2)).clip(-1, 1)
+    within, shares = mode_shares(near, centres, 0.4)
+    assert float(within) == 1.0 and float(shares[3]) == 1.0
+    assert float(smallest_share_ratio(shares)) == 0.0
+    # Off every mode (the origin is 1.41 from each centre) and non-finite samples count nowhere.
+    off = jnp.array([[0.0, 0.0], [jnp.nan, 0.0], [jnp.inf, 1.0], *centres[:1]])
+    within, shares = mode_shares(off, centres, 0.4)
+    assert float(within) == 0.25 and float(shares[0]) == 0.25 and float(shares[1:].sum()) == 0
+
+
+def test_mode_shares_within_radius_of_gaussian_blobs_is_the_rayleigh_cdf():
+    """The share within r of a 2-D isotropic Gaussian of std s is 1 - exp(-r^2 / (2 s^2)); the
+    blobs are far apart, so the nearest-centre assignment is exact."""
+    centres = 10.0 * jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    n, s = 8000, 0.3
+    for r in (0.2, 0.4, 0.6):
+        exact = 1 - np.exp(-(r**2) / (2 * s**2))
+        kc, kn = jax.random.split(jax.random.key(int(10 * r)))
+        labels = jax.random.randint(kc, (n,), 0, 4)
+        x = centres[labels] + s * jax.random.normal(kn, (n, 2))
+        within, shares = mode_shares(x, centres, r)
+        error_bar = 5 * np.sqrt(exact * (1 - exact) / n)  # binomial, 5 sigma
+        assert abs(float(within) - exact) < error_bar, (r, float(within), exact)
+        np.testing.assert_allclose(float(shares.sum()), float(within), rtol=1e-6)
+        counts = np.bincount(np.asarray(labels), minlength=4)
+        # Each mode's share is its label share times the Rayleigh CDF (up to the binomial noise).
+        np.testing.assert_allclose(shares, counts / n * exact, atol=5 * np.sqrt(exact / 4 / n))
+
+
+def test_mode_shares_bad_inputs():
+    centres = jnp.zeros((3, 2))
+    for samples, cs, radius in [
+        (jnp.zeros(5), centres, 0.4),  # not [n, d]
+        (jnp.zeros((5, 3)), centres, 0.4),  # d mismatch
+        (jnp.zeros((0, 2)), centres, 0.4),  # no samples
+        (jnp.zeros((5, 2)), jnp.zeros((0, 2)), 0.4),  # no centres
+        (jnp.zeros((5, 2)), centres, 0.0),
+        (jnp.zeros((5, 2)), centres, -1.0),
+        (jnp.zeros((5, 2)), centres, float("nan")),
+    ]:
+        with pytest.raises(ValueError):
+            mode_shares(samples, cs, radius)
+    for shares in (jnp.zeros(()), jnp.zeros(0), jnp.zeros((2, 2))):
+        with pytest.raises(ValueError):
+            smallest_share_ratio(shares)
+
+
+def test_point_metrics_mode_shares_only_for_sets_with_known_centres():
+    import ml_collections
+
+    config = ml_collections.ConfigDict({"name": "eight_gaussians"})
+    real, _ = synthetic.sample("eight_gaussians", np.random.default_rng(5), 1000)
+    metrics = evaluation.point_metrics(config, real, jax.random.key(0))
+    assert metrics["within_0.4"] > 0.99 and metrics["within_0.4_floor"] > 0.99
+    assert 0.7 < metrics["smallest_mode_share"] <= 1.0
+    # One mode dropped (its samples moved onto mode 0) and a tenth non-finite.
+    centres = synthetic.eight_gaussians_centers()
+    nearest = np.argmin(np.linalg.norm(real[:, None] - centres[None], axis=-1), axis=1)
+    dropped = np.where((nearest == 1)[:, None], real - centres[1] + centres[0], real)
+    dropped[:100] = np.nan
+    metrics = evaluation.point_metrics(config, dropped, jax.random.key(0))
+    assert metrics["smallest_mode_share"] == 0.0 and metrics["finite"] == 0.9
+    assert 0.89 < metrics["within_0.4"] <= 0.9 + 1e-6
+    moons = evaluation.point_metrics(
+        ml_collections.ConfigDict({"name": "moons"}), real, jax.random.key(0)
+    )
+    assert set(moons) == {"swd", "swd_floor", "mmd", "mmd_floor", "finite"}
 
 
 # ---------------------------------------------------------------------------------- Fréchet

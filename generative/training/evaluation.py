@@ -8,6 +8,10 @@
   confidence > 0.9 ('confident'); the class histogram.
 * 2-D sets: the sliced Wasserstein distance and the RBF-kernel MMD^2 (bandwidths 0.1, 0.3, 1) to a
   fresh test draw of the same size, and the same two between train and test draws (the floors).
+  Sets with known mode centres (MODE_CENTRES: eight_gaussians) add the share of samples within
+  MODE_RADIUS of a centre ('within_0.4') and the smallest mode's share as a multiple of the fair
+  share 1/K ('smallest_mode_share'; generative.metrics.lowdim.mode_shares), with the train draw's
+  values as floors.
 Other data sets (tfds) have no evaluator here; use generative.metrics.frechet with Inception-v3
 weights.
 
@@ -25,12 +29,17 @@ import jax
 import ml_collections
 import numpy as np
 
-from generative.data import create_dataset, digits
+from generative.data import create_dataset, digits, synthetic
 from generative.metrics import digit_classifier, frechet, lowdim
 from generative.metrics.prdc import prdc
 
 CONFIDENCE = 0.9
 MMD_BANDWIDTHS = (0.1, 0.3, 1.0)
+# Data sets with known mode centres, and the radius of "on a mode": the 8 Gaussians have std 0.1 on
+# a circle of radius 1.41 (neighbouring centres 1.08 apart), so 0.4 = 4 std holds 1 - e^-8 =
+# 99.97% of the data and the disks do not overlap.
+MODE_CENTRES = {"eight_gaussians": synthetic.eight_gaussians_centers}
+MODE_RADIUS = 0.4
 
 
 CLASSIFIER_CACHE = os.environ.get(
@@ -73,19 +82,28 @@ def digit_metrics(samples: np.ndarray, classifier_seed: int = 0) -> dict:
 
 def point_metrics(data_config, samples: np.ndarray, key, seed: int = 0) -> dict:
     """SWD and MMD^2 of 2-D samples [M, 2] against a test draw of M points, with train-vs-test
-    floors."""
+    floors; mode shares where the data set has known centres (see the module docstring)."""
     num = len(samples)
     test = next(create_dataset(data_config, split="test", batch_size=num, seed=seed))["x"]
     train = next(create_dataset(data_config, split="train", batch_size=num, seed=seed + 1))["x"]
     finite = np.all(np.isfinite(samples), axis=1)
     samples = np.where(finite[:, None], samples, 0.0)
-    return dict(
+    metrics = dict(
         swd=float(lowdim.sliced_wasserstein(samples, test, key)),
         swd_floor=float(lowdim.sliced_wasserstein(train, test, key)),
         mmd=float(lowdim.mmd(samples, test, MMD_BANDWIDTHS)),
         mmd_floor=float(lowdim.mmd(train, test, MMD_BANDWIDTHS)),
         finite=float(finite.mean()),
     )
+    if data_config.name in MODE_CENTRES:
+        centres = MODE_CENTRES[data_config.name]()
+        name = f"within_{MODE_RADIUS:g}"
+        off = np.where(finite[:, None], samples, np.nan)  # non-finite samples: on no mode
+        for suffix, points in (("", off), ("_floor", train)):
+            within, shares = lowdim.mode_shares(points, centres, MODE_RADIUS)
+            metrics[name + suffix] = float(within)
+            metrics["smallest_mode_share" + suffix] = float(lowdim.smallest_share_ratio(shares))
+    return metrics
 
 
 @dataclasses.dataclass(frozen=True)
