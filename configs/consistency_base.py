@@ -21,8 +21,10 @@ Fields of config.task, by method:
                   frozen group 'teacher' whenever this run is built. ECT starts from such a run
                   through training.init_from instead (same network, precond 'edm').
   solver          (cd) the teacher's one PF-ODE step from t_{i+1} to t_i: 'heun' or 'euler'.
-  gap_ratio, gap_k, gap_b, stage_steps   (ect) the level gap r = t (1 - n(t) / q^a), n(t) = 1 +
-                  k sigmoid(-b t), q = gap_ratio, stage a = floor(step / stage_steps).
+  gap_ratio, gap_k, gap_b, stage_steps   (ect) the level gap r = t (1 - n(t) / q^(a+1)), n(t) =
+                  1 + k sigmoid(-b t), q = gap_ratio, stage a = floor(step / stage_steps), r
+                  clamped to [sigma_min, t] (locuslab/ect: q^(stage+1), so the first stage is
+                  denoising, r = sigma_min, only where n(t) >= q; q 2, k 8, b 1, 8 stages).
   tangent_c       (sct, scd) tangent normalisation g / (|g| + c).
   tangent_warmup_steps  (sct, scd) the tangent warm-up r = min(1, step / H).
   logvar_channels (sct, scd) Fourier features of the adaptive weighting's log-variance head.
@@ -96,6 +98,7 @@ def with_method(config, method: str, *, teacher: str) -> ml_collections.ConfigDi
         config.task.teacher = teacher
     if method == "ect":
         config.training.init_from = teacher
+        config.training.init_from_ema = True
         config.task.stage_steps = max(1, config.training.num_steps // 8)
     if method in ("sct", "scd"):
         config.task.tangent_warmup_steps = max(1, config.training.num_steps // 10)

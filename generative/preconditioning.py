@@ -26,6 +26,14 @@ sigma (Song et al. 2023, appendix C), with g = sigma - eps:
 
 c_skip(eps) = 1 and c_out(eps) = 0 exactly, so f(x, eps) = x for any network; eps is the process's
 sigma_min. With eps = 0 it is ``edm``. See ``generative.consistency``.
+
+``trigflow`` is a TrigFlow network F(x_t / sd, t) (Lu and Song 2024, sCM) in EDM coordinates: with
+t = arctan(sigma / sd) and x_t = cos(t) x, f(x_t, t) = cos(t) x_t - sin(t) sd F is
+
+  trigflow     sd^2 / q^2    -sigma sd / q    1 / q              arctan(sigma / sd)
+
+(``edm`` with c_out negated and the time itself as c_noise), so a TrigFlow model runs in every
+EDM-convention sampler; c_skip(0) = 1 and c_out(0) = 0.
 """
 
 import functools
@@ -94,6 +102,13 @@ def consistency_coefficients(t, *, sigma_data: float = 0.5, eps: float = 0.002):
     )
 
 
+def trigflow_coefficients(sigma, *, sigma_data: float = 0.5):
+    """(c_skip, c_out, c_in, c_noise) of a TrigFlow network: EDM's with c_out negated and c_noise =
+    t = arctan(sigma / sd)."""
+    c_skip, c_out, c_in, _ = edm_coefficients(sigma, sigma_data=sigma_data)
+    return c_skip, -c_out, c_in, jnp.arctan(sigma / sigma_data)
+
+
 COEFFICIENTS: dict[str, Callable] = {
     "edm": edm_coefficients,
     "pfgmpp": edm_coefficients,
@@ -102,6 +117,7 @@ COEFFICIENTS: dict[str, Callable] = {
     "ve": ve_coefficients,
     "flow": flow_coefficients,
     "consistency": consistency_coefficients,
+    "trigflow": trigflow_coefficients,
 }
 
 
@@ -114,6 +130,7 @@ PRECOND_PROCESSES = {
     "ve": ("ve",),
     "flow": ("flow",),
     "consistency": ("edm",),
+    "trigflow": ("edm",),
 }
 
 # Options that are constants of the process: process_options supplies them.
@@ -123,8 +140,8 @@ PROCESS_OWNED = ("sigma_data", "beta_d", "beta_min", "eps")
 def process_options(kind: str, process) -> dict:
     """The options of preconditioning `kind` that `process` owns: sigma_data (edm, pfgmpp), the VP
     schedule (vp: beta_d = beta_max - beta_min, beta_min), sigma_data and eps = sigma_min
-    (consistency)."""
-    if kind in ("edm", "pfgmpp"):
+    (consistency), sigma_data (trigflow)."""
+    if kind in ("edm", "pfgmpp", "trigflow"):
         return {"sigma_data": process.sigma_data}
     if kind == "consistency":
         return {"sigma_data": process.sigma_data, "eps": process.sigma_min}
@@ -141,8 +158,8 @@ def precondition(
     Args:
       raw_net: the network; gets c_in x and c_noise of shape [B] (one per example).
       kind: one of COEFFICIENTS (see the module docstring).
-      **options: the kind's constants: sigma_data (edm, pfgmpp, consistency; default 0.5), eps
-        (consistency; default 0.002), beta_d, beta_min, M (vp), M, C1, C2 (iddpm).
+      **options: the kind's constants: sigma_data (edm, pfgmpp, consistency, trigflow; default
+        0.5), eps (consistency; default 0.002), beta_d, beta_min, M (vp), M, C1, C2 (iddpm).
 
     Returns:
       denoise(x, sigma, **cond) for x [B, ...] and sigma a scalar or [B].

@@ -8,12 +8,14 @@ import math
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import toy_consistency
 from configs.consistency_base import METHODS
 from generative.consistency.losses import ict_levels, ict_num_levels
+from generative.consistency.parametrization import trigflow_to_edm
 from generative.training import checkpoint, loop
 from generative.training.task import create_task
 from generative.training.workdir import write_config
@@ -148,3 +150,136 @@ def test_cd_teacher_without_a_checkpoint(tmp_path):
     write_config(str(empty), tiny("toy_edm"))
     with pytest.raises(ValueError, match="holds no checkpoint"):
         loop.Run(tiny("toy_cd", teacher=str(empty)), str(tmp_path / "run"))
+
+
+def test_ect_starts_from_the_teacher_and_trains(teacher, tmp_path):
+    config = tiny("toy_ect", num_steps=4, stage_steps=2)
+    config.training.init_from = teacher
+    workdir = str(tmp_path / "ect")
+    initial = jax.device_get(loop.Run(config, workdir).initial_state())
+    source = jax.device_get(checkpoint.load_run(teacher).state)
+    # training.init_from_ema (set by the ect config): the online 'net' and the sampling EMA both
+    # from the run's EMA (the same network: the 'consistency' preconditioning of its F)
+    assert config.training.init_from_ema
+    teacher_ema = source.ema["net"]["ema"]
+    jax.tree.map(np.testing.assert_array_equal, initial.params["net"], teacher_ema)
+    jax.tree.map(np.testing.assert_array_equal, initial.ema["net"]["ema"], teacher_ema)
+    differs = jax.tree.map(lambda a, b: not np.array_equal(a, b), source.params["net"], teacher_ema)
+    assert any(jax.tree.leaves(differs))  # the run's online weights are not its EMA
+    assert set(initial.ema["net"]) == {"ema"}  # no EMA target
+
+    loop.train(config, workdir)
+    records = [r for r in read_metrics(workdir) if r["kind"] == "train"]
+    assert len(records) == 4 and all(math.isfinite(r["loss"]) for r in records)
+    assert [r["stage"] for r in records] == [0, 0, 1, 1]
+    gaps = [r["relative_gap"] for r in records]
+    assert all(0 < g < 1 for g in gaps) and np.mean(gaps[2:]) < np.mean(gaps[:2])
+
+    run = checkpoint.load_run(workdir)
+    samples = run.task.sample(run.params, jax.random.key(1), 5, steps=2)
+    assert samples.shape == (5, 2) and np.all(np.isfinite(samples))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"training.init_from": ""}, "config.training.init_from is empty: ECT starts from"),
+        ({"training.init_from": "/nonexistent/run"}, "is not a directory"),
+        ({"model.width": 32}, r"another network \(model.width: 16 there, 32 here\)"),
+        ({"data.name": "moons"}, "was trained on 'eight_gaussians'"),
+        ({"task.gap_ratio": 1.0}, "config.task.gap_ratio must be > 1"),
+        ({"task.stage_steps": 0}, "config.task.stage_steps must be an int >= 1"),
+        ({"task.stage_steps": 1, "training.num_steps": 40}, "below float32 resolution"),
+        ({"task.precond.name": "edm"}, "needs config.task.precond.name='consistency'"),
+    ],
+)
+def test_bad_ect_configs_fail_before_compiling(teacher, change, message, tmp_path):
+    config = tiny("toy_ect", num_steps=4, stage_steps=2)
+    config.training.init_from = teacher
+    for field, value in change.items():
+        *path, key = field.split(".")
+        node = config
+        for name in path:
+            node = node[name]
+        node[key] = value
+    with pytest.raises(ValueError, match=message) as info:
+        loop.Run(config, str(tmp_path / "run"))
+    assert "\n" not in str(info.value)
+
+
+def test_ect_init_run_without_a_config(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = tiny("toy_ect", num_steps=4, stage_steps=2)
+    config.training.init_from = str(empty)
+    with pytest.raises(ValueError, match="init_from: .* holds no config.json"):
+        loop.Run(config, str(tmp_path / "run"))
+
+
+def test_sct_trains_with_the_tangent_warmup_and_samples_in_two_steps(tmp_path):
+    config = tiny("toy_sct", num_steps=4, tangent_warmup_steps=2, logvar_channels=8)
+    workdir = str(tmp_path / "sct")
+    losses = train_losses(config, workdir)
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    records = [r for r in read_metrics(workdir) if r["kind"] == "train"]
+    assert [r["tangent_warmup"] for r in records] == [0.0, 0.5, 1.0, 1.0]
+
+    run = checkpoint.load_run(workdir)
+    assert set(run.state.params["net"]) == {"network", "logvar"}  # trained together
+    key = jax.random.key(1)
+    one = run.task.sample(run.params, key, 6, steps=1)
+    two = run.task.sample(run.params, key, 6, steps=2)
+    assert one.shape == two.shape == (6, 2) and np.all(np.isfinite(two))
+    assert not np.allclose(one, two)
+    # One step is f(sd z, pi/2) = -sd F(z, pi/2), and the EDM-coordinate denoiser agrees with
+    # the TrigFlow function where both are defined (t < pi/2).
+    f = run.task.consistency_function(run.params)
+    x_t = jax.random.normal(jax.random.key(2), (6, 2))
+    t = jnp.full((6,), 1.2)
+    x, sigma = trigflow_to_edm(x_t, t, sigma_data=0.5)
+    np.testing.assert_allclose(run.task.denoiser(run.params)(x, sigma), f(x_t, t), rtol=2e-5,
+                               atol=1e-6)  # fmt: skip
+
+
+def test_scd_uses_the_teachers_velocity(teacher, tmp_path):
+    config = tiny("toy_scd", num_steps=2, teacher=teacher, logvar_channels=8)
+    task = create_task(config)
+    losses = train_losses(config, tmp_path / "scd")
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    run = checkpoint.load_run(str(tmp_path / "scd"))
+    restored = jax.device_get(checkpoint.load_run(teacher).params["net"])
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(run.state.frozen["teacher"]),
+                 restored)  # fmt: skip
+    # The velocity is the teacher's: (cos(t) x_t - D(x_t / cos t, sd tan t)) / sin(t).
+    teacher_run = checkpoint.load_run(teacher)
+    denoise = teacher_run.task.denoiser(teacher_run.params)
+    x_t = jax.random.normal(jax.random.key(3), (4, 2))
+    t = jnp.array([0.1, 0.5, 1.0, 1.5])
+    c = t[:, None]
+    want = (jnp.cos(c) * x_t - denoise(x_t / jnp.cos(c), 0.5 * jnp.tan(t))) / jnp.sin(c)
+    got = task.velocity({"teacher": run.state.frozen["teacher"]})(x_t, t)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, change, message",
+    [
+        ("toy_sct", {"model": dict(name="dit", impl="cudnn")}, "cuDNN attention has no forward"),
+        ("toy_sct", {"task.tangent_c": 0.0}, "config.task.tangent_c must be > 0"),
+        ("toy_sct", {"task.tangent_warmup_steps": -1}, "tangent_warmup_steps must be an int"),
+        ("toy_sct", {"task.precond": {"name": "edm"}}, "precond.name='trigflow'"),
+        ("toy_sct", {"sample.consistency_levels": (1.6,)}, r"inside \(0, pi/2\)"),
+        ("toy_scd", {"task.teacher": ""}, "config.task.teacher is empty"),
+    ],
+)
+def test_bad_scm_configs_fail_before_compiling(name, change, message, tmp_path):
+    config = tiny(name)
+    for field, value in change.items():
+        if "." in field:
+            section, key = field.split(".")
+            config[section][key] = value
+        else:
+            config[field].update(value)
+    with pytest.raises(ValueError, match=message) as info:
+        loop.Run(config, str(tmp_path))
+    assert "\n" not in str(info.value)

@@ -58,10 +58,10 @@ TINY_RUNS = {
     "graph_diffusion": ["configs/graph_edm_comm20.py", *TINY_GRAPH_MODEL],
 }
 TEACHERS = {"cd": ["diffusion", "--config.data.name=eight_gaussians"]}
-# Subclasses of a task above whose state (groups 'net' with EMAs 'ema' and 'target' for ct, 'net'
-# with 'ema' for ict) and data path are that task's: its run proves their resume. (Each contract
-# run costs about a minute of the 2-core suite.)
-COVERED_BY = {"ct": "cd", "ict": "diffusion"}
+# Tasks whose state (groups 'net' with EMAs 'ema' and 'target' for ct; 'net' with 'ema' for ict,
+# ect and sct; 'net' with 'ema' and the frozen 'teacher' for scd) and data path are those of a task
+# above: its run proves their resume. (Each contract run costs about a minute of the 2-core suite.)
+COVERED_BY = {"ct": "cd", "ect": "diffusion", "ict": "diffusion", "sct": "diffusion", "scd": "cd"}
 # The SIGTERM save is the loop's, the same for every task: one task's run checks it.
 SIGTERM_STAGE = {"diffusion"}
 
@@ -75,11 +75,20 @@ def _ema_layout(name):
 def test_every_registered_task_has_a_contract_run():
     library_tasks = {name for name, target in task.TASKS.items() if isinstance(target, str)}
     assert set(TINY_RUNS) | set(COVERED_BY) == library_tasks
-    # ct's groups and EMAs are cd's (cd is ct with a frozen teacher); ict's are diffusion's.
+    # ct's groups and EMAs are cd's (cd is ct with a frozen teacher); ict's are diffusion's, and
+    # ect's are ict's (its config needs a trained init run, so it is compared by class).
     cd, ct = task.task_class("cd"), task.task_class("ct")
     assert issubclass(cd, ct) and cd.emas is ct.emas and cd.ema_target == ct.ema_target
     assert _ema_layout("ct") == (("net",), {"net": ["ema", "target"]})
     assert _ema_layout("ict") == _ema_layout("diffusion") == (("net",), {"net": ["ema"]})
+    ect, ict = task.task_class("ect"), task.task_class("ict")
+    assert issubclass(ect, ct) and ect.emas is ict.emas is ct.emas
+    assert (ect.trainable, ect.ema_target) == (ict.trainable, ict.ema_target) == (("net",), False)
+    # sct's 'net' is a dict of the network and the log-variance head under diffusion's one EMA;
+    # scd adds cd's frozen 'teacher' (restored by load_run, never differentiated) and no 'target'.
+    assert _ema_layout("sct") == _ema_layout("diffusion")
+    sct, scd = task.task_class("sct"), task.task_class("scd")
+    assert issubclass(scd, sct) and scd.emas is sct.emas and scd.trainable == cd.trainable
 
 
 def _teacher(workdir):

@@ -16,6 +16,11 @@ Dhariwal 2023): pseudo-Huber d, weight w_i = 1 / (t_{i+1} - t_i), Karras levels 
 curriculum N(k), and i drawn from the discrete log-normal (P_mean = -1.1, P_std = 2.0). CM's own
 choice is ``weighting='uniform'`` with ``squared_l2`` (or LPIPS).
 
+ECT (Geng et al. 2024, locuslab/ect training/loss.py) is CT in continuous time: any pair r < t per
+example (``ect_loss``, which CT calls with t = t_{i+1}, r = t_i), t from the clipped log-normal
+(``ect_times``) and r = t - gap with a gap that shrinks by q every stage (``ect_gap``); at r = eps
+the target is f(x_r, eps) = x_r = x0 + eps z, denoising, where ECT starts from a diffusion model.
+
 Every loss returns one value per example [B]; randomness comes only from the explicit key.
 """
 
@@ -186,6 +191,113 @@ def _weight(weighting, levels, indices, x0):
     return jnp.ones(x0.shape[:1], x0.dtype)
 
 
+def _check_times(x0, t, r):
+    """t and r as floating [B] arrays of x0's dtype (a scalar is broadcast), t >= r > 0."""
+    batch = np.shape(x0)[:1]
+    for name, value in (("t", t), ("r", r)):
+        if np.ndim(value) not in (0, 1) or (np.ndim(value) == 1 and np.shape(value) != batch):
+            raise ValueError(f"{name} must be a scalar or [B] = {batch}, got {np.shape(value)}")
+        if not jnp.issubdtype(jnp.result_type(value), jnp.floating):
+            raise ValueError(f"{name} must be floating, got {jnp.result_type(value)}")
+    known_t, known_r = concrete(t), concrete(r)
+    if known_r is not None and not np.all(known_r > 0):
+        raise ValueError(f"r must be > 0 (eps or more), got min {known_r.min()}")
+    if known_t is not None and known_r is not None and not np.all(known_t >= known_r):
+        raise ValueError(f"t must be >= r per example, got min t - r = {np.min(known_t - known_r)}")
+    cast = lambda v: jnp.broadcast_to(jnp.asarray(v, x0.dtype), batch)  # noqa: E731
+    return cast(t), cast(r)
+
+
+def ect_loss(
+    online_f: Callable[..., jax.Array],
+    target_f: Callable[..., jax.Array],
+    x0: jax.Array,
+    key: jax.Array,
+    t: jax.Array,
+    r: jax.Array,
+    *,
+    distance: Callable = pseudo_huber,
+    weighting: str = "ict",
+    **cond,
+) -> jax.Array:
+    """The continuous-time pair loss w(t, r) d(f(x0 + t z, t), sg f^-(x0 + r z, r)), one z, [B].
+
+    t, r scalars or [B] with t >= r > 0 (ECT: ``ect_times``, ``ect_gap``); weighting 'ict' (w =
+    1 / (t - r); 0 where t = r, a pair of one point whose distance is 0) or 'uniform' (w = 1).
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if np.ndim(x0) < 2:
+        raise ValueError(f"x0 must have shape [B, ...] with a data axis, got {np.shape(x0)}")
+    t, r = _check_times(x0, t, r)
+    z = jax.random.normal(key, x0.shape, x0.dtype)
+    x_t, x_r = x0 + per_example(t, x0) * z, x0 + per_example(r, x0) * z
+    if weighting == "ict":
+        apart = t > r
+        weight = jnp.where(apart, 1 / jnp.where(apart, t - r, 1), 0)
+    else:
+        weight = jnp.ones_like(t)
+    return _consistency_loss(online_f, target_f, x_t, t, x_r, r, distance, weight, cond)
+
+
+def ect_times(
+    key: jax.Array,
+    batch_size: int,
+    *,
+    p_mean: float = -1.1,
+    p_std: float = 2.0,
+    eps: float = 0.002,
+    sigma_max: float = 80.0,
+) -> jax.Array:
+    """ECT's noise levels t = clip(exp(P_mean + P_std n), eps, sigma_max), n ~ N(0, 1): [B]."""
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not p_std > 0:
+        raise ValueError(f"p_std must be > 0, got {p_std!r}")
+    if not 0 < eps < sigma_max:
+        raise ValueError(f"need 0 < eps < sigma_max, got eps={eps!r}, sigma_max={sigma_max!r}")
+    n = jax.random.normal(key, (int(batch_size),))
+    return jnp.clip(jnp.exp(p_mean + p_std * n), eps, sigma_max)
+
+
+def ect_stage(step, stage_steps: int) -> jax.Array:
+    """ECT's stage a = floor(step / stage_steps), int32, also for a traced step."""
+    if not isinstance(stage_steps, (int, np.integer)) or stage_steps < 1:
+        raise ValueError(f"stage_steps must be an int >= 1, got {stage_steps!r}")
+    known = concrete(step)
+    if known is not None and not np.all(known >= 0):
+        raise ValueError(f"step must be >= 0, got {step!r}")
+    return (jnp.asarray(step) // int(stage_steps)).astype(jnp.int32)
+
+
+def ect_gap(
+    t: jax.Array,
+    step,
+    *,
+    stage_steps: int,
+    q: float = 2.0,
+    k: float = 8.0,
+    b: float = 1.0,
+    eps: float = 0.002,
+) -> jax.Array:
+    """ECT's r = clip(t (1 - n(t) / q^(a + 1)), eps, t), n(t) = 1 + k sigmoid(-b t), a =
+    ``ect_stage(step, stage_steps)`` (locuslab/ect: q^(stage + 1), so the first stage is
+    denoising (r = eps) only where n(t) >= q); [B] like t, also for a traced step."""
+    if not q > 1:
+        raise ValueError(f"q must be > 1 (the gap shrinks by q per stage), got {q!r}")
+    if not k >= 0:
+        raise ValueError(f"k must be >= 0, got {k!r}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    if not jnp.issubdtype(jnp.result_type(t), jnp.floating):
+        raise ValueError(f"t must be floating, got {jnp.result_type(t)}")
+    t = jnp.asarray(t)
+    a = ect_stage(step, stage_steps)
+    decay = jnp.power(jnp.asarray(q, t.dtype), -(a + 1).astype(t.dtype))
+    n = 1 + k * jax.nn.sigmoid(-b * t)
+    return jnp.minimum(jnp.maximum(t * (1 - n * decay), eps), t)
+
+
 def ct_loss(
     online_f: Callable[..., jax.Array],
     target_f: Callable[..., jax.Array],
@@ -201,14 +313,20 @@ def ct_loss(
     """Consistency training: w_i d(f(x0 + t_{i+1} z, t_{i+1}), sg f^-(x0 + t_i z, t_i)), [B].
 
     levels ascending (``ict_levels``), indices int [B] (``sample_level_indices``); weighting 'ict'
-    (1 / (t_{i+1} - t_i)) or 'uniform'.
+    (1 / (t_{i+1} - t_i)) or 'uniform'. It is ``ect_loss`` at t = t_{i+1}, r = t_i.
     """
     _check_inputs(x0, levels, indices, weighting)
-    t, t_next, z, x_next = _pairs(x0, key, levels, indices)
-    x_target = x0 + per_example(t, x0) * z
-    weight = _weight(weighting, levels, indices, x0)
-    return _consistency_loss(
-        online_f, target_f, x_next, t_next, x_target, t, distance, weight, cond
+    levels = jnp.asarray(levels, x0.dtype)
+    return ect_loss(
+        online_f,
+        target_f,
+        x0,
+        key,
+        levels[indices + 1],
+        levels[indices],
+        distance=distance,
+        weighting=weighting,
+        **cond,
     )
 
 

@@ -80,19 +80,26 @@ def consistency_from_denoiser(
     return f
 
 
+def time_dtype(dtype):
+    """The dtype of a TrigFlow network's time input for data of `dtype`: at least float32 (sCM
+    keeps the time embedding in float32 against gradient-norm spikes in low precision)."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def trigflow_function(
     raw_net: Callable[..., jax.Array], *, sigma_data: float = 0.5
 ) -> Callable[..., jax.Array]:
     """f(x_t, t, **cond) = cos(t) x_t - sin(t) sd raw_net(x_t / sd, t, **cond) (Lu and Song 2024,
-    eq. 9): the TrigFlow x0-prediction and consistency function; raw_net gets t itself, [B]."""
+    eq. 9): the TrigFlow x0-prediction and consistency function; raw_net gets t itself, [B], in
+    ``time_dtype`` (float32 for bfloat16 data)."""
 
     def f(x_t: jax.Array, t, **cond) -> jax.Array:
-        t = jnp.asarray(t, x_t.dtype)
-        out = raw_net(x_t / sigma_data, jnp.broadcast_to(t, x_t.shape[:1]), **cond)
+        t = jnp.broadcast_to(jnp.asarray(t, time_dtype(x_t.dtype)), x_t.shape[:1])
+        out = raw_net(x_t / sigma_data, t, **cond)
         if out.shape != x_t.shape:
             raise ValueError(f"raw_net must return x_t's shape {x_t.shape}, got {out.shape}")
         cos, sin = per_example(jnp.cos(t), x_t), per_example(jnp.sin(t), x_t)
-        return cos * x_t - sin * sigma_data * out
+        return (cos * x_t - sin * sigma_data * out).astype(x_t.dtype)
 
     return f
 

@@ -26,18 +26,27 @@ FOURIER_SCALE = 16.0  # NCSN++ (Song et al. 2021) default
 MAX_POSITIONS = 10_000  # Transformer / DDPM++ default
 
 
+def feature_dtype(c_noise):
+    """The noise features' dtype: float32, or c_noise's if wider (float64 in x64 checks); never
+    lower, so a bfloat16 network still sees its time in float32."""
+    return jnp.promote_types(c_noise.dtype, jnp.float32)
+
+
 def positional_embedding(c_noise, num_channels, max_positions=MAX_POSITIONS):
-    """Sinusoidal features [cos(c w_i), sin(c w_i)] of c_noise [B] -> [B, num_channels] float32."""
+    """Sinusoidal features [cos(c w_i), sin(c w_i)] of c_noise [B] -> [B, num_channels] in
+    ``feature_dtype`` (float32)."""
     half = num_channels // 2
     freqs = (1.0 / max_positions) ** (np.arange(half) / max(half - 1, 1))
-    angles = c_noise.astype(jnp.float32)[:, None] * jnp.asarray(freqs, jnp.float32)
+    dtype = feature_dtype(c_noise)
+    angles = c_noise.astype(dtype)[:, None] * jnp.asarray(freqs, dtype)
     return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)
 
 
 def fourier_embedding(c_noise, num_channels, scale=FOURIER_SCALE, seed=0):
     """Random Fourier features [cos(2 pi c w_i), sin(2 pi c w_i)], fixed w_i ~ N(0, scale^2)."""
     freqs = np.random.default_rng(seed).standard_normal(num_channels // 2) * scale
-    angles = c_noise.astype(jnp.float32)[:, None] * jnp.asarray(2 * np.pi * freqs, jnp.float32)
+    dtype = feature_dtype(c_noise)
+    angles = c_noise.astype(dtype)[:, None] * jnp.asarray(2 * np.pi * freqs, dtype)
     return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)
 
 
@@ -98,3 +107,23 @@ class ConditioningEmbedding(nn.Module):
         dense = dict(dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform())
         emb = nn.silu(nn.Dense(self.emb_channels, name="map_layer0", **dense)(features))
         return nn.silu(nn.Dense(self.emb_channels, name="map_layer1", **dense)(emb))
+
+
+class LogVarianceHead(nn.Module):
+    """u(c_noise) = w . fourier(c_noise) + b, [B]: the learned log-variance of EDM2 (Karras et al.
+    2024) that sCM's adaptive weighting divides the loss by, loss / e^u + u (Lu and Song 2024).
+
+    Fixed Fourier features with scale 1 (EDM2's bandwidth), a zero-initialised linear layer (u = 0,
+    plain weighting, at the start), float32 throughout.
+    """
+
+    num_channels: int = 128
+
+    @nn.compact
+    def __call__(self, c_noise):
+        chex.assert_rank(c_noise, 1)
+        if self.num_channels < 2 or self.num_channels % 2:
+            raise ValueError(f"num_channels must be even and >= 2, got {self.num_channels}")
+        features = fourier_embedding(c_noise, self.num_channels, scale=1.0)
+        out = nn.Dense(1, kernel_init=nn.initializers.zeros, name="linear")(features)
+        return out[:, 0]

@@ -23,17 +23,23 @@ from generative.training.task import Phase, TaskBase
 from generative.training.visualize import save_png
 
 
-def network_denoiser(
-    model, params, precond_name, precond_options, *, train=False, dropout_key=None
-):
-    """denoise(x, sigma, **cond) for the Flax network `model` with `params`, preconditioned as
-    `precond_name` (generative.preconditioning) with `precond_options`."""
+def network_fn(model, params, *, train=False, dropout_key=None):
+    """raw_net(x_in, c_noise, **cond): the Flax network `model` with `params`, float32 out."""
 
     def raw_net(x_in, c_noise, **cond):
         rngs = {"dropout": dropout_key} if train and dropout_key is not None else {}
         out = model.apply({"params": params}, x_in, c_noise, train=train, rngs=rngs, **cond)
         return out.astype(jnp.float32)
 
+    return raw_net
+
+
+def network_denoiser(
+    model, params, precond_name, precond_options, *, train=False, dropout_key=None
+):
+    """denoise(x, sigma, **cond) for the Flax network `model` with `params`, preconditioned as
+    `precond_name` (generative.preconditioning) with `precond_options`."""
+    raw_net = network_fn(model, params, train=train, dropout_key=dropout_key)
     return precondition(raw_net, precond_name, **precond_options)
 
 

@@ -99,8 +99,11 @@ TASKS = {
     "ct": "generative.consistency.tasks:ConsistencyTraining",
     "diffusion": "generative.training.diffusion_task:DiffusionTask",
     "digress": "generative.graphs.tasks:DigressTask",
+    "ect": "generative.consistency.tasks:EasyConsistencyTuning",
     "graph_diffusion": "generative.graphs.tasks:AdjacencyDiffusionTask",
     "ict": "generative.consistency.tasks:ImprovedConsistencyTraining",
+    "scd": "generative.consistency.tasks:ContinuousConsistencyDistillation",
+    "sct": "generative.consistency.tasks:ContinuousConsistencyTraining",
 }
 
 
