@@ -274,19 +274,25 @@ def _probs(cfg, q, k, lse, q_block, k_block, key_mask):
     return jnp.exp(s - lse)
 
 
+def _floor_div(a, b: int):
+    """a // b for a block index a >= 0 (int32) and a Python int b: lax.div (no sign op on TPU) with
+    b typed int32, which stays right when jax_enable_x64 makes Python ints int64."""
+    return lax.div(a.astype(jnp.int32), jnp.int32(b))
+
+
 def _causal_k_range(cfg, q_block, num_k):
     """Key blocks [lo, hi) that query block q_block can see."""
     if not cfg.causal:
         return 0, num_k
     last_q = (q_block + 1) * cfg.block_q - 1
-    return 0, jnp.minimum(lax.div(last_q, cfg.block_k) + 1, num_k)  # lax.div: no sign op on TPU
+    return 0, jnp.minimum(_floor_div(last_q, cfg.block_k) + 1, jnp.int32(num_k))
 
 
 def _causal_q_range(cfg, k_block, num_q):
     """Query blocks [lo, hi) that see key block k_block."""
     if not cfg.causal:
         return 0, num_q
-    return lax.div(k_block * cfg.block_k, cfg.block_q), num_q
+    return _floor_div(k_block * cfg.block_k, cfg.block_q), num_q
 
 
 # ----------------------------------------------------------------------------------------------

@@ -69,7 +69,8 @@ def _groupnorm_silu_kernel(
     per_group = channels // groups
     row_id = lax.broadcasted_iota(jnp.int32, (lanes, lanes), 0)
     col_id = lax.broadcasted_iota(jnp.int32, (lanes, lanes), 1)
-    same_group = (lax.div(row_id, per_group) == lax.div(col_id, per_group)) & (col_id < channels)
+    size = jnp.int32(per_group)  # lax.div needs both int32, also with jax_enable_x64 on
+    same_group = (lax.div(row_id, size) == lax.div(col_id, size)) & (col_id < channels)
     count = float(pixels * per_group * per_group)
     x = jnp.where(valid, x, 0.0)
     mean = _group_mean(x.sum(axis=0, keepdims=True), same_group, count)

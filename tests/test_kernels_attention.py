@@ -104,6 +104,29 @@ def test_matches_reference_in_value_gradient_and_jvp(
         _assert_close(a, b, rtol)
 
 
+@pytest.mark.parametrize("platform", ["gpu", "tpu"])
+def test_value_gradient_and_jvp_under_x64(platform):
+    """With jax_enable_x64 on (as many scientific users run), float32 inputs, causal and masked:
+    every integer index in the kernels stays int32 (Python ints would become int64 and lax.div
+    refuses mixed dtypes)."""
+    with jax.enable_x64(True):
+        primals, key_mask, tangents, cotangent = _inputs(
+            jax.random.key(7), 2, 37, 37, 1, 32, jnp.float32, True
+        )
+        kernel = functools.partial(
+            flash_attention, key_mask=key_mask, causal=True, block_q=16, block_k=16,
+            platform=platform,
+        )  # fmt: skip
+        reference = functools.partial(_reference, key_mask=key_mask, causal=True)
+        got = _jit(functools.partial(_value_grad_jvp, kernel))(primals, tangents, cotangent)
+        want = _jit(functools.partial(_value_grad_jvp, reference))(primals, tangents, cotangent)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            assert a.dtype == jnp.float32
+            _assert_close(a, b, 1e-5)
+        out = kernels.attention(*primals, key_mask=key_mask, causal=True, impl="xla")
+        _assert_close(out, jax.tree.leaves(want)[0], 1e-5)
+
+
 def test_interpreter_poisons_unwritten_outputs():
     """The NaN-freedom checks above can fail: an unwritten output element reads back as NaN."""
 

@@ -91,6 +91,14 @@ def test_fused_norms_lower(platform, lowering_platform, dtype):
     )
 
 
+@pytest.mark.parametrize("platform,lowering_platform", PLATFORMS)
+def test_kernels_lower_with_x64_on(platform, lowering_platform):
+    """jax_enable_x64 on, float32 inputs: every kernel's index arithmetic lowers as int32."""
+    with jax.enable_x64(True):
+        test_flash_attention_lowers(platform, lowering_platform, jnp.float32, 100, 77, 96)
+        test_fused_norms_lower(platform, lowering_platform, jnp.float32)
+
+
 def test_tpu_lowering_rejects_bad_block_shapes():
     """These checks can fail: a (4, 100) block of a (64, 200) array breaks the TPU tiling rule."""
 

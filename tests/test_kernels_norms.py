@@ -110,6 +110,29 @@ def test_groupnorm_silu_matches_reference(
     _compare(kernel, reference, primals, tangents, dtype)
 
 
+@pytest.mark.parametrize("platform", ["gpu", "tpu"])
+def test_both_cores_under_x64(platform):
+    """jax_enable_x64 on, float32 inputs: the kernels' index arithmetic stays int32."""
+    with jax.enable_x64(True):
+        shapes = [(2, 37, 48)] * 2 + [(2, 48)] * 3
+        primals = _random_like(jax.random.key(1), shapes)
+        tangents = _random_like(jax.random.key(2), shapes)
+        adaln = functools.partial(adaln_residual_pallas, platform=platform, block_rows=16)
+        _compare(adaln, adaln_reference, primals, tangents, jnp.float32)
+        shapes = [(2, 5, 7, 32), (32,), (32,), (2, 32), (2, 32)]
+        primals = _random_like(jax.random.key(3), shapes)
+        tangents = _random_like(jax.random.key(4), shapes)
+
+        def groupnorm(fn, x, gamma, beta, scale, shift):
+            return fn(x, gamma, beta, num_groups=8, scale=scale, shift=shift)
+
+        kernel = functools.partial(
+            groupnorm, functools.partial(groupnorm_silu_pallas, platform=platform)
+        )
+        reference = functools.partial(groupnorm, groupnorm_silu_reference)
+        _compare(kernel, reference, primals, tangents, jnp.float32)
+
+
 def test_vmap_over_an_extra_axis():
     h, y, gate, shift, scale = _random_like(
         jax.random.key(7), [(3, 2, 8, 32)] * 2 + [(3, 2, 32)] * 3
