@@ -2,26 +2,23 @@
 
 ``impl`` is one of 'xla' (the reference, plain jax.numpy / jax.nn), 'pallas' (kernels in this
 package), 'cudnn' (attention only: ``jax.nn.dot_product_attention(implementation='cudnn')``) or
-'auto', which picks per backend (and, once measured, dtype) from ``AUTO_TABLE``:
-
-    backend  core             dtype  choice  why
-    cpu      all              all    xla     Pallas runs only in the (slow) interpreter on CPU
-    gpu      attention        all    pallas  XLA materialises T x T; cuDNN (below) has no JVP
-    gpu      adaln, groupnorm all    pallas  one pass over memory instead of several
-    tpu      all              all    pallas  (cuDNN does not exist there)
-
-The GPU and TPU rows are the intended choices and are NOT measured: no GPU or TPU was available
-when this was written (see benchmarks/RESULTS.md, "## Kernels"); benchmarks/kernels.py measures
-them. cuDNN is likely faster for bf16 value and gradient, but its attention is a ``custom_vjp``,
-so ``jax.jvp`` through it (consistency training) fails; 'auto' keeps the kernel that supports
-every mode until measurements say the difference is worth a mode-dependent choice. GroupNorm
-falls back to XLA above ``groupnorm.MAX_SAMPLE_ELEMENTS`` elements per sample.
+'auto', which looks up ``AUTO_TABLE``: rows of measured results, each naming the backend, core,
+input dtype and smallest size (attention: key length; norms: elements per sample) from which its
+implementation was measured to be faster, with the date, the device and the benchmark that showed
+it. The first matching row wins; every case without one runs 'xla' (nothing measured says a kernel
+is faster there). 'auto' chooses only between 'xla' and 'pallas', which support value, gradient
+and ``jax.jvp`` alike: cuDNN's attention is a ``custom_vjp``, so forward mode (consistency
+training) fails through it, and it runs only where asked for. The table is empty until a GPU or
+TPU run of benchmarks/kernels.py fills it (benchmarks/RESULTS.md, "## Kernels"); GroupNorm also
+runs XLA above ``groupnorm.MAX_SAMPLE_ELEMENTS`` elements per sample, whatever the table says.
 
 Choices that cannot run fall back with a warning naming the reason: 'cudnn' off CUDA GPUs, for
 float32 inputs or for head dims above 128 goes to 'pallas' on GPU and 'xla' elsewhere; 'pallas'
 on CPU runs in the Pallas interpreter (correct, slow) with a warning.
 """
 
+import dataclasses
+import math
 import warnings
 
 import jax
@@ -37,7 +34,54 @@ from kernels.groupnorm import (
 )
 
 IMPLS = ("xla", "pallas", "cudnn", "auto")
-AUTO_TABLE = {"cpu": "xla", "gpu": "pallas", "tpu": "pallas"}  # backend -> impl, every core
+CORES = ("attention", "adaln", "groupnorm")
+AUTO_CHOICES = ("xla", "pallas")
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """One row of AUTO_TABLE: `impl` for `core` on `backend` with `dtype` inputs of at least
+    `min_size` (attention: key length; adaln, groupnorm: elements per sample), as measured on
+    `device` on `date` (YYYY-MM-DD) by `source` (the benchmark and its RESULTS.md section)."""
+
+    backend: str
+    core: str
+    dtype: str
+    min_size: int
+    impl: str
+    date: str
+    device: str
+    source: str
+
+    def __post_init__(self):
+        if self.core not in CORES:
+            raise ValueError(f"Measured.core must be one of {CORES}, got {self.core!r}")
+        if self.impl not in AUTO_CHOICES:
+            raise ValueError(f"Measured.impl must be one of {AUTO_CHOICES}, got {self.impl!r}")
+        if not (self.device and self.source and len(self.date) == 10 and self.date[4] == "-"):
+            raise ValueError(f"Measured rows need a YYYY-MM-DD date, a device and a source: {self}")
+
+    def matches(self, backend: str, core: str, dtype, size: int) -> bool:
+        return (self.backend, self.core, self.dtype) == (
+            backend, core, jnp.dtype(dtype).name
+        ) and size >= self.min_size  # fmt: skip
+
+
+# Nothing measured on a GPU or TPU yet (no device was lent to the sessions that wrote the kernels):
+# 'auto' is 'xla' everywhere until benchmarks/kernels.py's numbers add rows here.
+AUTO_TABLE: tuple[Measured, ...] = ()
+
+
+def auto_impl(core: str, dtype, size: int, backend: str | None = None) -> str:
+    """'auto' for `core` on `backend` (default: jax.default_backend()): the implementation of the
+    first AUTO_TABLE row that matches, else 'xla'."""
+    backend = backend or jax.default_backend()
+    for row in AUTO_TABLE:
+        if row.matches(backend, core, dtype, size):
+            return row.impl
+    return "xla"
+
+
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 _CUDNN_MAX_HEAD_DIM = 128
 
@@ -55,12 +99,12 @@ def _warn_pallas_on_cpu():
     )
 
 
-def _attention_impl(impl, dtype, head_dim):
+def _attention_impl(impl, dtype, head_dim, kv_len):
     """Resolve 'auto' and unavailable choices for attention to 'xla', 'pallas' or 'cudnn'."""
     _check_impl(impl, IMPLS)
     backend = jax.default_backend()
     if impl == "auto":
-        return AUTO_TABLE.get(backend, "xla")
+        return auto_impl("attention", dtype, kv_len, backend)
     if impl == "cudnn":
         reason = None
         if backend != "gpu":
@@ -78,11 +122,12 @@ def _attention_impl(impl, dtype, head_dim):
     return impl
 
 
-def _norm_impl(impl, fits=True):
+def _norm_impl(impl, core, x, fits=True):
     _check_impl(impl, ("xla", "pallas", "auto"))
     backend = jax.default_backend()
     if impl == "auto":
-        return AUTO_TABLE.get(backend, "xla") if fits else "xla"
+        size = math.prod(x.shape[1:])
+        return auto_impl(core, x.dtype, size, backend) if fits else "xla"
     if impl == "pallas" and backend == "cpu":
         _warn_pallas_on_cpu()
     return impl
@@ -97,7 +142,7 @@ def attention(q, k, v, *, key_mask=None, causal=False, scale=None, impl="auto"):
     impl='cudnn' supports value and reverse mode only (no jax.jvp).
     """
     check_attention_args(q, k, v, key_mask)
-    impl = _attention_impl(impl, q.dtype, q.shape[-1])
+    impl = _attention_impl(impl, q.dtype, q.shape[-1], k.shape[1])
     if impl == "pallas":
         return flash_attention(q, k, v, key_mask=key_mask, causal=causal, scale=scale)
     mask = None if key_mask is None else key_mask[:, None, None, :]
@@ -112,7 +157,7 @@ def adaln_residual(h, y, gate, shift, scale, *, eps=1e-6, impl="auto"):
     h, y: [batch, length, channels]; gate, shift, scale: [batch, channels]. Returns (h', out).
     """
     check_adaln_args(h, y, gate, shift, scale)
-    if _norm_impl(impl) == "pallas":
+    if _norm_impl(impl, "adaln", h) == "pallas":
         return adaln_residual_pallas(h, y, gate, shift, scale, eps=eps)
     return adaln_reference(h, y, gate, shift, scale, eps=eps)
 
@@ -125,6 +170,6 @@ def groupnorm_silu(x, gamma, beta, *, num_groups, scale=None, shift=None, eps=1e
     check_groupnorm_args(x, gamma, beta, num_groups, scale, shift)
     fits = x.shape[1] * x.shape[2] * x.shape[3] <= MAX_SAMPLE_ELEMENTS
     kwargs = dict(num_groups=num_groups, scale=scale, shift=shift, eps=eps)
-    if _norm_impl(impl, fits) == "pallas":
+    if _norm_impl(impl, "groupnorm", x, fits) == "pallas":
         return groupnorm_silu_pallas(x, gamma, beta, **kwargs)
     return groupnorm_silu_reference(x, gamma, beta, **kwargs)

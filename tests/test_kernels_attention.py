@@ -200,6 +200,32 @@ def test_dispatch_impls_agree_and_fall_back_with_warnings():
         kernels.attention(q, k, v, key_mask=key_mask[:, :5], impl="xla")
 
 
+def test_auto_runs_a_kernel_only_where_a_measured_row_says_so(monkeypatch):
+    from generative.models import dit, unet
+    from kernels import ops
+
+    assert unet.UNet.impl == dit.DiT.impl == "auto"  # the models' default
+    for backend in ("cpu", "gpu", "tpu"):
+        for core in ops.CORES:
+            assert ops.auto_impl(core, jnp.bfloat16, 1 << 20, backend) == "xla"
+    row = ops.Measured(
+        "gpu", "attention", "bfloat16", 2048, "pallas", "2026-12-02", "test device", "a test"
+    )
+    monkeypatch.setattr(ops, "AUTO_TABLE", (row,))
+    assert ops.auto_impl("attention", jnp.bfloat16, 4096, "gpu") == "pallas"
+    for args in [
+        ("attention", jnp.bfloat16, 1024, "gpu"),  # below the measured size
+        ("attention", jnp.float32, 4096, "gpu"),  # another dtype
+        ("attention", jnp.bfloat16, 4096, "tpu"),  # another backend
+        ("adaln", jnp.bfloat16, 4096, "gpu"),  # another core
+    ]:
+        assert ops.auto_impl(*args) == "xla", args
+    with pytest.raises(ValueError, match="Measured.impl must be one of"):
+        ops.Measured("gpu", "attention", "bfloat16", 0, "cudnn", "2026-12-02", "H200", "x")
+    with pytest.raises(ValueError, match="YYYY-MM-DD date, a device and a source"):
+        ops.Measured("gpu", "attention", "bfloat16", 0, "pallas", "today", "H200", "x")
+
+
 def test_bad_arguments_raise_clear_errors():
     q = jax.random.normal(jax.random.key(5), (1, 8, 2, 32))
     with pytest.raises(ValueError, match="must agree"):

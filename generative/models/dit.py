@@ -34,7 +34,7 @@ Config fields (``generative.models.default_config('dit')`` gives these defaults,
   dropout (0.0): dropout rate on the attention and MLP branches, active only with train=True (DiT
     uses none).
   dtype ('float32'): computation dtype ('bfloat16' for mixed precision); parameters stay float32.
-  impl ('xla'): implementation of the attention and adaLN cores ('xla', 'pallas' or 'auto'; see
+  impl ('auto'): implementation of the attention and adaLN cores ('xla', 'pallas' or 'auto'; see
     kernels/)."""
 
 import chex
@@ -122,7 +122,7 @@ class DiT(nn.Module):
     num_classes: int = 0
     dropout: float = 0.0
     dtype: str = "float32"
-    impl: str = "xla"
+    impl: str = "auto"
 
     def __post_init__(self):
         if self.patch_size < 1 or self.depth < 1 or self.num_heads < 1 or self.mlp_ratio <= 0:

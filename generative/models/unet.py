@@ -36,8 +36,9 @@ Config fields (``generative.models.default_config('unet')`` gives these defaults
   embedding ('positional'): 'positional' (DDPM++, EDM) or 'fourier' (NCSN++) features of c_noise.
   num_classes (0): 0 = unconditional; else labels in 0 .. num_classes (num_classes = "no label").
   dtype ('float32'): computation dtype ('bfloat16' for mixed precision); parameters stay float32.
-  impl ('xla'): implementation of the attention and GroupNorm+SiLU cores ('xla', 'pallas' or 'auto';
-    see kernels/). Every choice computes the same function.
+  impl ('auto'): implementation of the attention and GroupNorm+SiLU cores ('xla', 'pallas' or
+    'auto', which picks from measured results: kernels/ops.py). Every choice computes the same
+    function.
 
 CIFAR-10 DDPM++ at paper scale (EDM's cifar10 config, 56M parameters): ``ddpmpp_cifar10_config()``
 below, model_channels 128, channel_mult (2, 2, 2), num_res_blocks 4, attn_resolutions (16,), dropout
@@ -79,7 +80,7 @@ def resample(x, direction):
 class GroupNormSiLU(nn.Module):
     """silu((GroupNorm(x) gamma + beta) (1 + scale) + shift) by ``kernels.groupnorm_silu``."""
 
-    impl: str = "xla"
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, scale=None, shift=None):
@@ -101,7 +102,7 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention over the pixels of an NHWC map, residual, rescaled by 1/sqrt(2)."""
 
     num_heads: int
-    impl: str = "xla"
+    impl: str = "auto"
     dtype: str = "float32"
 
     @nn.compact
@@ -125,7 +126,7 @@ class ResBlock(nn.Module):
     use_attention: bool = False
     num_heads: int = 1
     dropout: float = 0.0
-    impl: str = "xla"
+    impl: str = "auto"
     dtype: str = "float32"
 
     @nn.compact
@@ -164,7 +165,7 @@ class UNet(nn.Module):
     embedding: str = "positional"
     num_classes: int = 0
     dtype: str = "float32"
-    impl: str = "xla"
+    impl: str = "auto"
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
