@@ -13,6 +13,9 @@ Timing: every contender is compiled first; then rounds run each contender once i
 (A B C A B C ...); the column t/t(pallas) is the median over rounds of the per-round time ratio
 (above 1: pallas is faster). Times are medians of the rounds.
 
+The functions return rows (dicts) and markdown_table prints them; benchmarks/gpu_suite.py runs the
+same functions and adds the issue's goals beside the numbers.
+
 On CPU (no accelerator) it runs a tiny smoke version: Pallas runs in the interpreter there, so the
 CPU numbers say nothing about kernel speed; they only show the harness works.
 
@@ -37,6 +40,9 @@ from tqdm import tqdm  # noqa: E402
 
 from kernels import adaln_residual, attention, groupnorm_silu  # noqa: E402
 
+SEQ_LENS = (256, 512, 1024, 2048, 4096, 8192, 16384)  # the attention table's T ...
+HEAD_DIMS = (64, 128)  # ... and D
+
 
 def _timed(fn, args):
     start = time.perf_counter()
@@ -44,20 +50,14 @@ def _timed(fn, args):
     return time.perf_counter() - start
 
 
-def race(contenders, args, rounds):
-    """{name: fn}: median time per contender and median per-round ratio t(other) / t(first)."""
-    compiled = {}
-    for name, fn in contenders.items():
-        try:
-            compiled[name] = jax.jit(fn).lower(*args).compile()
-            _timed(compiled[name], args)
-        except Exception as error:  # noqa: BLE001 - report OOM / unsupported and go on
-            print(f"  {name}: unavailable ({type(error).__name__}: {str(error)[:80]})")
-    times = {name: [] for name in compiled}
+def time_rounds(fns, args, rounds):
+    """{name: ready-to-run fn}, each called as fn(*args) once per round in turn (A B C A B C ...):
+    median time per name and median per-round ratio t(name) / t(first name)."""
+    times = {name: [] for name in fns}
     for _ in range(rounds):
-        for name, fn in compiled.items():
+        for name, fn in fns.items():
             times[name].append(_timed(fn, args))
-    first = next(iter(compiled), None)
+    first = next(iter(fns), None)
     medians = {name: statistics.median(t) for name, t in times.items()}
     ratios = {
         name: statistics.median(a / b for a, b in zip(t, times[first])) for name, t in times.items()
@@ -65,26 +65,74 @@ def race(contenders, args, rounds):
     return medians, ratios
 
 
+def race(contenders, args, rounds):
+    """{name: fn}: each compiled and run once, then time_rounds (median time per contender and
+    median per-round ratio t(other) / t(first))."""
+    compiled = {}
+    for name, fn in contenders.items():
+        try:
+            compiled[name] = jax.jit(fn).lower(*args).compile()
+            _timed(compiled[name], args)
+        except Exception as error:  # noqa: BLE001 - report OOM / unsupported and go on
+            print(f"  {name}: unavailable ({type(error).__name__}: {str(error)[:80]})")
+    return time_rounds(compiled, args, rounds)
+
+
+def markdown_table(columns, rows):
+    """A markdown table: columns are (header, template) pairs, each cell template.format(**row)."""
+    lines = ["| " + " | ".join(header for header, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(t.format(**row) for _, t in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def measure_ceilings(quick, rounds):
+    """{matmul_n, matmul_tflops, copy_mib, copy_gbs}: an n^3 bf16 matmul (2 n^3 FLOPs) and a
+    float32 x + 1 (read + write: 2 x.nbytes)."""
     n = 512 if quick else 8192
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.bfloat16)
     t_mm = race({"matmul": lambda a: a @ a}, (a,), rounds)[0]["matmul"]
     size = (1 << 20) if quick else (1 << 28)  # elements of float32: 4 MiB / 1 GiB
     x = jax.random.normal(jax.random.key(1), (size,), jnp.float32)
     t_copy = race({"copy": lambda x: x + 1}, (x,), rounds)[0]["copy"]
-    matmul_tflops = 2 * n**3 / t_mm / 1e12
-    copy_gbs = 2 * x.nbytes / t_copy / 1e9
-    print("\n| ceiling | value |\n|---|---|")
-    print(f"| bf16 matmul {n}^3 | {matmul_tflops:.3g} TFLOP/s |")
-    print(f"| copy (x + 1, {x.nbytes >> 20} MiB, read + write) | {copy_gbs:.1f} GB/s |")
-    return matmul_tflops, copy_gbs
+    return {
+        "matmul_n": n,
+        "matmul_tflops": 2 * n**3 / t_mm / 1e12,
+        "copy_mib": x.nbytes >> 20,
+        "copy_gbs": 2 * x.nbytes / t_copy / 1e9,
+    }
+
+
+def ceilings_table(ceilings):
+    rows = [
+        {
+            "ceiling": f"bf16 matmul {ceilings['matmul_n']}^3",
+            "value": f"{ceilings['matmul_tflops']:.3g} TFLOP/s",
+        },
+        {
+            "ceiling": f"copy (x + 1, {ceilings['copy_mib']} MiB, read + write)",
+            "value": f"{ceilings['copy_gbs']:.1f} GB/s",
+        },
+    ]
+    return markdown_table((("ceiling", "{ceiling}"), ("value", "{value}")), rows)
+
+
+ATTENTION_COLUMNS = (
+    ("T", "{T}"),
+    ("D", "{D}"),
+    ("B x H", "{B} x {H}"),
+    ("impl", "{impl}"),
+    ("fwd ms", "{fwd_ms:.3f}"),
+    ("fwd TFLOP/s", "{fwd_tflops:.2f}"),
+    ("fwd+bwd ms", "{fwd_bwd_ms:.3f}"),
+    ("fwd+bwd TFLOP/s", "{fwd_bwd_tflops:.2f}"),
+    ("t/t(pallas) fwd", "{vs_pallas_fwd:.2f}"),
+    ("t/t(pallas) fwd+bwd", "{vs_pallas_fwd_bwd:.2f}"),
+)
 
 
 def bench_attention(seq_lens, head_dims, rounds, impls, tokens=16384, hidden=2048):
-    print(
-        "\n| T | D | B x H | impl | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s "
-        "| t/t(pallas) fwd | t/t(pallas) fwd+bwd |\n|---|---|---|---|---|---|---|---|---|---|"
-    )
+    """One row (ATTENTION_COLUMNS' fields) per (T, D, impl) that compiled."""
+    rows = []
     for t, d in tqdm([(t, d) for d in head_dims for t in seq_lens], desc="attention"):
         batch, heads = max(1, tokens // t), max(1, hidden // d)
         keys = jax.random.split(jax.random.key(t + d), 4)
@@ -103,36 +151,67 @@ def bench_attention(seq_lens, head_dims, rounds, impls, tokens=16384, hidden=204
         t_train, r_train = race(train, (q, k, v, g), rounds)
         for impl in t_fwd:
             tt = t_train.get(impl, float("nan"))
-            fwd_rate, train_rate = flops / t_fwd[impl] / 1e12, 3.5 * flops / tt / 1e12
-            print(
-                f"| {t} | {d} | {batch} x {heads} | {impl} | {t_fwd[impl] * 1e3:.3f} "
-                f"| {fwd_rate:.2f} | {tt * 1e3:.3f} | {train_rate:.2f} "
-                f"| {r_fwd[impl]:.2f} | {r_train.get(impl, float('nan')):.2f} |"
+            rows.append(
+                {
+                    "T": t,
+                    "D": d,
+                    "B": batch,
+                    "H": heads,
+                    "impl": impl,
+                    "fwd_ms": t_fwd[impl] * 1e3,
+                    "fwd_tflops": flops / t_fwd[impl] / 1e12,
+                    "fwd_bwd_ms": tt * 1e3,
+                    "fwd_bwd_tflops": 3.5 * flops / tt / 1e12,
+                    "vs_pallas_fwd": r_fwd[impl],
+                    "vs_pallas_fwd_bwd": r_train.get(impl, float("nan")),
+                }
             )
+    return rows
+
+
+NORM_COLUMNS = (
+    ("core", "{core}"),
+    ("shape", "{shape}"),
+    ("dtype", "{dtype}"),
+    ("impl", "{impl}"),
+    ("ms", "{ms:.3f}"),
+    ("GB/s", "{gbs:.1f}"),
+    ("% of copy", "{pct_copy:.0f}"),
+    ("t/t(pallas)", "{vs_pallas:.2f}"),
+)
+
+
+def _norm_rows(core, shape, dtype, nbytes, race_result, copy_gbs):
+    times, ratios = race_result
+    return [
+        {
+            "core": core,
+            "shape": "x".join(map(str, shape)),
+            "dtype": jnp.dtype(dtype).name,
+            "impl": impl,
+            "ms": t * 1e3,
+            "gbs": nbytes / t / 1e9,
+            "pct_copy": 100 * nbytes / t / 1e9 / copy_gbs,
+            "vs_pallas": ratios[impl],
+        }
+        for impl, t in times.items()
+    ]
 
 
 def bench_norms(quick, rounds, copy_gbs):
-    print(
-        "\n| core | shape | dtype | impl | ms | GB/s | % of copy | t/t(pallas) |"
-        "\n|---|---|---|---|---|---|---|---|"
-    )
+    """One row (NORM_COLUMNS' fields) per (core, dtype, impl) that compiled."""
+    rows = []
     batch = 2 if quick else 64
     keys = jax.random.split(jax.random.key(2), 5)
     for dtype in (jnp.bfloat16, jnp.float32):
         tokens, channels = (16, 64) if quick else (256, 1152)  # DiT-XL/2 at 256^2
         h, y = (jax.random.normal(k, (batch, tokens, channels), dtype) for k in keys[:2])
         mods = [jax.random.normal(k, (batch, channels), dtype) for k in keys[2:]]
-        nbytes = 4 * h.nbytes
         contenders = {
             impl: functools.partial(adaln_residual, impl=impl) for impl in ("pallas", "xla")
         }
-        times, ratios = race(contenders, (h, y, *mods), rounds)
-        for impl, t in times.items():
-            gbs = nbytes / t / 1e9
-            print(
-                f"| adaLN-Zero | {batch}x{tokens}x{channels} | {jnp.dtype(dtype).name} | {impl} "
-                f"| {t * 1e3:.3f} | {gbs:.1f} | {100 * gbs / copy_gbs:.0f} | {ratios[impl]:.2f} |"
-            )
+        result = race(contenders, (h, y, *mods), rounds)
+        rows += _norm_rows("adaLN-Zero", h.shape, dtype, 4 * h.nbytes, result, copy_gbs)
         side, channels = (4, 32) if quick else (32, 256)
         x = jax.random.normal(keys[0], (batch, side, side, channels), dtype)
         gamma, beta = jnp.ones(channels, dtype), jnp.zeros(channels, dtype)
@@ -146,14 +225,9 @@ def bench_norms(quick, rounds, copy_gbs):
             return fn(x, gamma, beta, scale=scale, shift=shift)
 
         contenders = {impl: functools.partial(call, fn) for impl, fn in contenders.items()}
-        times, ratios = race(contenders, (x, gamma, beta, scale, shift), rounds)
-        for impl, t in times.items():
-            gbs = 2 * x.nbytes / t / 1e9
-            print(
-                f"| GroupNorm+SiLU | {batch}x{side}x{side}x{channels} | {jnp.dtype(dtype).name} "
-                f"| {impl} | {t * 1e3:.3f} | {gbs:.1f} | {100 * gbs / copy_gbs:.0f} "
-                f"| {ratios[impl]:.2f} |"
-            )
+        result = race(contenders, (x, gamma, beta, scale, shift), rounds)
+        rows += _norm_rows("GroupNorm+SiLU", x.shape, dtype, 2 * x.nbytes, result, copy_gbs)
+    return rows
 
 
 def main():
@@ -164,13 +238,16 @@ def main():
     backend = jax.default_backend()
     quick = args.quick or backend == "cpu"
     print(f"device: {jax.devices()[0].device_kind} ({backend}); quick={quick}")
-    _, copy_gbs = measure_ceilings(quick, args.rounds)
+    ceilings = measure_ceilings(quick, args.rounds)
+    print("\n" + ceilings_table(ceilings))
     impls = ("pallas", "xla", "cudnn") if backend == "gpu" else ("pallas", "xla")
     if quick:
-        bench_attention((64, 128), (32,), args.rounds, impls, tokens=128, hidden=64)
+        rows = bench_attention((64, 128), (32,), args.rounds, impls, tokens=128, hidden=64)
     else:
-        bench_attention((256, 512, 1024, 2048, 4096, 8192, 16384), (64, 128), args.rounds, impls)
-    bench_norms(quick, args.rounds, copy_gbs)
+        rows = bench_attention(SEQ_LENS, HEAD_DIMS, args.rounds, impls)
+    print("\n" + markdown_table(ATTENTION_COLUMNS, rows))
+    norms = bench_norms(quick, args.rounds, ceilings["copy_gbs"])
+    print("\n" + markdown_table(NORM_COLUMNS, norms))
 
 
 if __name__ == "__main__":

@@ -4,17 +4,14 @@ noise.
 Both run in float64 on the exact denoiser of a 2-D Gaussian mixture (the JAX one, called from
 PyTorch through NumPy, so the only difference is the samplers' arithmetic); the results must agree
 to float rounding. k-diffusion's ``__init__`` imports torchvision and friends, so ``sampling.py`` is
-loaded on its own under a stub parent package that provides the one helper it uses from ``utils``.
+loaded on its own (benchmarks/kdiffusion.py).
 
 Needs: torch, ``k-diffusion==0.1.1.post1`` (``--no-deps``), torchdiffeq, torchsde, trampoline, all
 installed by README's test command; a missing one fails the module (it does not skip), so the
 cross-check cannot silently stop running.
 """
 
-import importlib.util
 import inspect
-import sys
-import types
 
 import jax
 import jax.numpy as jnp
@@ -22,33 +19,11 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks import kdiffusion
 from generative import samplers, schedules
 from generative.closed_form import GaussianMixture
 
-
-def _load_kdiffusion_sampling():
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None:
-        raise ImportError(
-            "the k-diffusion cross-check needs `pip install --no-deps k-diffusion==0.1.1.post1` "
-            "(README's test command installs it)"
-        )
-    for needed in ("torchdiffeq", "torchsde", "scipy", "tqdm"):
-        importlib.import_module(needed)
-    package = types.ModuleType("_kdiffusion_stub")
-    package.__path__ = list(spec.submodule_search_locations)
-    utils = types.ModuleType("_kdiffusion_stub.utils")
-    utils.append_dims = lambda x, n: x[(...,) + (None,) * (n - x.ndim)]
-    sys.modules.setdefault("_kdiffusion_stub", package)
-    sys.modules.setdefault("_kdiffusion_stub.utils", utils)
-    path = spec.submodule_search_locations[0] + "/sampling.py"
-    module_spec = importlib.util.spec_from_file_location("_kdiffusion_stub.sampling", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
-K = _load_kdiffusion_sampling()
+K = kdiffusion.load_sampling()
 
 
 @pytest.fixture(scope="module")
