@@ -10,6 +10,7 @@ import os
 import jax
 from absl import app, flags
 
+from generative.training import compilation_cache
 from generative.training.checkpoint import load_run
 from generative.training.errors import report_expected_errors
 from generative.training.loop import evaluate
@@ -30,6 +31,7 @@ _STEP = flags.DEFINE_integer("checkpoint", None, "Checkpoint step (default: the 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    compilation_cache.enable()  # before anything compiles
     run = load_run(_WORKDIR.value, _STEP.value)
     key = jax.random.PRNGKey(_SEED.value)
     metrics = evaluate(

@@ -10,6 +10,7 @@ Every config (images, points, graphs) runs through the one loop, generative.trai
 from absl import app, flags
 from ml_collections import config_flags
 
+from generative.training import compilation_cache
 from generative.training.errors import report_expected_errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
@@ -39,6 +40,7 @@ def run(config, workdir: str, config_change_ok: bool = False) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    compilation_cache.enable()  # before anything compiles
     if _MULTIHOST.value:
         import jax
 

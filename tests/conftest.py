@@ -7,6 +7,9 @@ import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The launchers' persistent compilation cache stays out of the user's cache directory; tests that
+# want it name their own (test_trainer, test_compilation_cache).
+os.environ.setdefault("GENERATIVE_COMPILATION_CACHE", "off")
 
 
 @pytest.fixture(autouse=True)

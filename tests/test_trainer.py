@@ -110,9 +110,7 @@ def _env(cache):
     return dict(
         os.environ,
         XLA_FLAGS="--xla_force_host_platform_device_count=8",
-        JAX_COMPILATION_CACHE_DIR=cache,
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        GENERATIVE_COMPILATION_CACHE=cache,
     )
 
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from generative.training import evaluation
 from generative.training import workdir as workdir_lib
 from generative.training.checkpoint import Checkpointer, TerminationFlag, restore_matching
+from generative.training.compilation_cache import CacheCounter
 from generative.training.config_checks import check_config, check_ema
 from generative.training.errors import CheckpointError, CheckpointMismatchError, NonFiniteError
 from generative.training.optim import make_optimizer
@@ -194,6 +195,7 @@ def _train(run: Run, state) -> dict:
     deadline = time.time() + 60 * training.time_limit_minutes
     last = {}
     window_start, window_time = start, time.perf_counter()
+    cache, first_start = CacheCounter(), time.perf_counter()
 
     with (
         writer,
@@ -206,6 +208,13 @@ def _train(run: Run, state) -> dict:
             batch = put_batch(next(batches), run.mesh)
             state, metrics = train_step(state, batch, jax.random.fold_in(run.train_key, step))
             done = step + 1
+            if step == start:  # one host sync: the compile (or cache load) of the step
+                jax.block_until_ready(metrics)
+                logging.info(
+                    "first train step %.1f s (compiling or loading included); %s",
+                    time.perf_counter() - first_start, cache.summary(),
+                )  # fmt: skip
+                cache.close()
             progress.update(1)
             out_of_time = training.time_limit_minutes > 0 and time.time() > deadline
             final = done == training.num_steps or out_of_time
@@ -253,6 +262,7 @@ def _train(run: Run, state) -> dict:
                 window_start, window_time = done, time.perf_counter()
             if out_of_time:
                 break
+    cache.close()  # (a run that had no step left)
     if last:
         print(evaluation.metrics_table(last), flush=True)
     return last
