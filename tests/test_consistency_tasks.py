@@ -3,6 +3,7 @@ configs/toy_consistency.py:ct, :ict and :cd (MLP width 16, batch 8, a few steps)
 the EMA target's fixed decay, iCT's curriculum, a frozen teacher restored from a diffusion run,
 one- and multi-step samples, and the bad inputs rejected before anything compiles."""
 
+import functools
 import importlib
 import math
 import os
@@ -12,13 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import toy_consistency
+from configs import digits_consistency, digits_edm, toy_consistency
 from configs.consistency_base import METHODS
+from generative.consistency import tasks
 from generative.consistency.losses import ict_levels, ict_num_levels
 from generative.consistency.parametrization import trigflow_to_edm
 from generative.training import checkpoint, loop
 from generative.training.task import create_task
-from generative.training.workdir import write_config
+from generative.training.workdir import read_config, write_config
 from generative.training.writers import read_metrics
 
 
@@ -283,3 +285,21 @@ def test_bad_scm_configs_fail_before_compiling(name, change, message, tmp_path):
     with pytest.raises(ValueError, match=message) as info:
         loop.Run(config, str(tmp_path))
     assert "\n" not in str(info.value)
+
+
+def test_ect_accepts_a_teacher_that_ran_its_cores_with_another_impl(tmp_path):
+    """model.impl chooses how the cores run, not the parameters: a main job trained with 'xla'
+    initialises ECT under the default 'auto'; another width is refused."""
+    teacher_config = digits_edm.get_config()
+    teacher_config.model.impl = "xla"
+    write_config(str(tmp_path), teacher_config)
+    teacher_config = read_config(str(tmp_path))  # as a run's config.json reads back
+    config = digits_consistency.get_config("ect")
+    assert config.model.impl == "auto"
+    check = functools.partial(
+        tasks.check_diffusion_run, "training.init_from", "run", same_network=True
+    )
+    check(teacher_config, config)
+    config.model.model_channels = 64
+    with pytest.raises(ValueError, match="model.model_channels: 32 there, 64 here"):
+        check(teacher_config, config)

@@ -343,3 +343,20 @@ def test_abstract_state_matches_the_initial_state(tmp_path):
     assert jax.tree.structure(like) == jax.tree.structure(state)
     for a, b in zip(jax.tree.leaves(like), jax.tree.leaves(state), strict=True):
         assert (a.shape, a.dtype, a.sharding) == (b.shape, b.dtype, b.sharding)
+
+
+def test_a_resume_may_change_how_the_cores_run_but_not_the_network(tmp_path):
+    """model.impl picks an implementation of the same function (runs trained before the models'
+    default became 'auto' saved 'xla'); a changed width is another network."""
+    from generative.training import workdir as workdir_lib
+
+    trained = base_config("digits", "unet")
+    trained.model.impl = "xla"
+    workdir_lib.write_config(str(tmp_path), trained)
+    now = base_config("digits", "unet")
+    assert now.model.impl == "auto"
+    changes = workdir_lib.check_resume_config(str(tmp_path), now)
+    assert changes == {"model.impl": ("xla", "auto")}
+    now.model.model_channels *= 2
+    with pytest.raises(errors.WorkdirError, match="model.model_channels"):
+        workdir_lib.check_resume_config(str(tmp_path), now)

@@ -559,6 +559,7 @@ def check_diffusion_run(
         )
     model = json.loads(config.model.to_json_best_effort())
     changes = config_changes(run_config.model.to_dict(), model)
+    changes.pop("impl", None)  # the same function and parameters whichever implementation runs
     if changes:
         shown = ", ".join(f"model.{k}: {a!r} there, {b!r} here" for k, (a, b) in changes.items())
         raise ValueError(f"{where} has another network ({shown}): its parameters would not fit")

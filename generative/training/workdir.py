@@ -34,6 +34,7 @@ RUN_CONTROL = (
     "training.num_grid_samples",
     "training.init_from",  # read only at a fresh start
     "training.init_from_ema",
+    "model.impl",  # how the cores run (xla, pallas, ...), not what the network computes
     "eval.",
     "sample.",
 )
