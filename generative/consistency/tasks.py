@@ -75,7 +75,7 @@ from generative.training.checkpoint import load_run
 from generative.training.config_checks import check_process_fields
 from generative.training.diffusion_task import DiffusionTask, network_fn
 from generative.training.errors import RunError
-from generative.training.workdir import config_changes, read_config
+from generative.training.workdir import config_changes, read_config, training_changes
 
 DISTANCES = {"l2": squared_l2, "pseudo_huber": pseudo_huber}
 SAMPLER = "consistency"
@@ -558,10 +558,12 @@ def check_diffusion_run(
             f"{config.process.get('sigma_data')}: the network's input scaling would differ"
         )
     model = json.loads(config.model.to_json_best_effort())
-    changes = config_changes(run_config.model.to_dict(), model)
-    changes.pop("impl", None)  # the same function and parameters whichever implementation runs
+    # model.impl is run control: the same function and parameters whichever implementation runs
+    changes = training_changes(
+        config_changes({"model": run_config.model.to_dict()}, {"model": model})
+    )
     if changes:
-        shown = ", ".join(f"model.{k}: {a!r} there, {b!r} here" for k, (a, b) in changes.items())
+        shown = ", ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in changes.items())
         raise ValueError(f"{where} has another network ({shown}): its parameters would not fit")
 
 

@@ -120,6 +120,11 @@ def config_changes(old: dict, new: dict) -> dict:
     }
 
 
+def training_changes(changes: dict) -> dict:
+    """The entries of config_changes that change what is trained (not RUN_CONTROL fields)."""
+    return {name: change for name, change in changes.items() if not name.startswith(RUN_CONTROL)}
+
+
 def describe(changes: dict) -> str:
     return ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
 
@@ -135,7 +140,7 @@ def check_resume_config(
     with open(path) as f:
         old = json.load(f)
     changes = config_changes(old, json.loads(config.to_json_best_effort()))
-    refused = {name: change for name, change in changes.items() if not name.startswith(RUN_CONTROL)}
+    refused = training_changes(changes)
     if refused and not config_change_ok:
         raise WorkdirError(
             f"the config differs from the one this run in {workdir!r} was trained with: "
